@@ -1,0 +1,35 @@
+import path from 'node:path';
+import pg from 'pg';
+import { migrate } from 'postgres-migrations';
+import { packageRoot } from '../package-root.js';
+
+/** Arbitrary but fixed: serialises concurrent `rulebook migrate` runs on one database. */
+const MIGRATE_LOCK = 7_283_104_551;
+
+export function migrationsDir(): string {
+  return path.join(packageRoot(), 'sql');
+}
+
+/**
+ * Applies the pending migrations in sql/ and returns the names of those it applied. Safe to run
+ * twice and concurrently: runs are serialised by an advisory lock, and applied files are skipped
+ * (and checked against their recorded hash, so an edited migration is an error).
+ */
+export async function migrateDatabase(databaseUrl: string): Promise<string[]> {
+  // postgres-migrations keeps its bookkeeping table in the first schema of the search_path;
+  // pointing that at workflow keeps it out of the application's public schema.
+  const client = new pg.Client({ connectionString: databaseUrl, options: '-c search_path=workflow' });
+  await client.connect();
+  try {
+    await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+    try {
+      await client.query('create schema if not exists workflow');
+      const applied = await migrate({ client }, migrationsDir());
+      return applied.filter((migration) => migration.id > 0).map((migration) => migration.fileName);
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]);
+    }
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,3 @@
+export { loadConfig, ConfigError, type Config } from './config.js';
+export { migrateDatabase } from './db/migrate.js';
+export { openDatabase, type Database } from './db/database.js';
