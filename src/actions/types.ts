@@ -1,0 +1,36 @@
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../engine/types.js';
+
+/** What an action sees while it runs: it runs inside the event's transaction, in its own savepoint. */
+export interface ActionContext {
+  readonly client: pg.ClientBase;
+  readonly event: CapturedEvent;
+  readonly rule: RuleDefinition;
+  readonly action: ActionDefinition;
+  /** The automation_executions row this run will be recorded in (written at the end of the batch). */
+  readonly executionId: string;
+  /** The Handlebars context: new, old, changed_fields, entity, event, rule, now and the row's fields. */
+  readonly templateContext: Readonly<Record<string, unknown>>;
+  render(source: string, options?: { html?: boolean }): string;
+  /** Renders every string inside a JSON value. */
+  renderValue(value: unknown): unknown;
+  readonly logger: Logger;
+}
+
+export interface ActionHandler {
+  readonly type: string;
+  /** Returns a JSON-serialisable result, recorded in actions_executed; throws to fail the action. */
+  execute(context: ActionContext): Promise<unknown>;
+}
+
+/** A failure an action reports about its own input or outcome, as opposed to a bug or an outage. */
+export class ActionError extends Error {
+  override name = 'ActionError';
+  constructor(
+    message: string,
+    readonly details?: Readonly<Record<string, unknown>>,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,59 @@
+import pg from 'pg';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/database.js';
+import { migrateDatabase } from './db/migrate.js';
+import { Engine } from './engine/engine.js';
+import { HttpServer } from './http/server.js';
+import type { Logger } from './logger.js';
+
+export interface DaemonOptions {
+  readonly http: boolean;
+}
+
+export interface RunningDaemon {
+  readonly engine: Engine;
+  readonly http: HttpServer | undefined;
+  readonly database: Database;
+  stop(): Promise<void>;
+}
+
+/** Opens the database, applies pending migrations, then runs the engine and the HTTP server. */
+export async function startDaemon(
+  config: Config,
+  logger: Logger,
+  options: DaemonOptions,
+): Promise<RunningDaemon> {
+  const cleanups: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    // Reverse order of acquisition.
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
+    }
+  };
+  try {
+    const database = await openDatabase(config, (message) => logger.debug({ postgres: message.trim() }));
+    cleanups.push(() => database.close());
+    if (database.embedded) logger.info({ dataDir: config.dataDir }, 'using embedded PostgreSQL');
+    const applied = await migrateDatabase(database.url);
+    if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+
+    const engine = new Engine({ databaseUrl: database.url, logger, ...config.engine });
+    await engine.start();
+    cleanups.push(() => engine.stop());
+
+    let http: HttpServer | undefined;
+    if (options.http) {
+      const pool = new pg.Pool({ connectionString: database.url, max: 5, application_name: 'rulebook-http' });
+      pool.on('error', (error) => logger.warn({ err: error }, 'idle http database connection failed'));
+      cleanups.push(() => pool.end());
+      http = new HttpServer({ port: config.port, pool, engine, logger });
+      await http.start();
+      const server = http;
+      cleanups.push(() => server.stop());
+    }
+    return { engine, http, database, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

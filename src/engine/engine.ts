@@ -1,0 +1,318 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import pg from 'pg';
+import { defaultActions, type ActionRegistry } from '../actions/registry.js';
+import type { Logger } from '../logger.js';
+import { claimEvents, completeEvents, failEvent, type ExecutionRecord } from './event-queue.js';
+import { EventExecutor } from './executor.js';
+import { EngineMetrics } from './metrics.js';
+import { NotificationListener } from './notification-listener.js';
+import { RuleSet } from './rule-cache.js';
+import type { CapturedEvent } from './types.js';
+import { WakeSignal } from './wake-signal.js';
+
+export interface EngineOptions {
+  readonly databaseUrl: string;
+  readonly logger: Logger;
+  /** Claim loops, each on its own connection. */
+  readonly concurrency?: number;
+  /** Events claimed, handled and completed per transaction. */
+  readonly batchSize?: number;
+  /** How often to look for work when no NOTIFY arrives. */
+  readonly pollIntervalMs?: number;
+  /**
+   * How long a claim may sit idle before Postgres ends its session and frees its events for other
+   * daemons (idle_in_transaction_session_timeout); a crashed daemon's claims are released at once.
+   */
+  readonly leaseSeconds?: number;
+  /** Failed attempts (infrastructure errors, not failing actions) before an event is dead. */
+  readonly maxAttempts?: number;
+  /** Rule executions that may cause each other in a chain before rulebook stops the chain. */
+  readonly maxChainDepth?: number;
+  readonly actions?: ActionRegistry;
+  readonly daemonId?: string;
+}
+
+const STOP_GRACE_MS = 10_000;
+
+/**
+ * The daemon's core: claims captured events, matches them against the cached rules, runs the
+ * actions and records executions, all in the transaction that removes the events.
+ */
+export class Engine {
+  readonly metrics = new EngineMetrics();
+  readonly daemonId: string;
+  readonly #options: Required<Omit<EngineOptions, 'daemonId'>>;
+  readonly #logger: Logger;
+  readonly #pool: pg.Pool;
+  readonly #wake = new WakeSignal();
+  readonly #rulesWake = new WakeSignal();
+  readonly #listener: NotificationListener;
+  #rules: RuleSet | undefined;
+  #reloading: Promise<RuleSet> | undefined;
+  #stopping = false;
+  #loops: Promise<void>[] = [];
+  #isolate = 0;
+  #lastBatchAt: Date | undefined;
+  #running = false;
+
+  constructor(options: EngineOptions) {
+    this.daemonId = options.daemonId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.#options = {
+      concurrency: 2,
+      batchSize: 100,
+      pollIntervalMs: 1_000,
+      leaseSeconds: 30,
+      maxAttempts: 5,
+      maxChainDepth: 10,
+      actions: defaultActions(),
+      ...options,
+    };
+    this.#logger = options.logger.child({ daemonId: this.daemonId });
+    this.#pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: this.#options.concurrency + 2,
+      application_name: 'rulebook',
+      options: `-c idle_in_transaction_session_timeout=${this.#options.leaseSeconds * 1000}`,
+      keepAlive: true,
+    });
+    this.#pool.on('error', (error) => this.#logger.warn({ err: error }, 'idle database connection failed'));
+    this.#listener = new NotificationListener({
+      databaseUrl: options.databaseUrl,
+      channels: ['rulebook_events', 'rulebook_rules'],
+      logger: this.#logger,
+      onNotification: (channel) =>
+        channel === 'rulebook_rules' ? this.#rulesWake.wake() : this.#wake.wake(),
+      onConnected: () => {
+        this.#wake.wake();
+        this.#rulesWake.wake();
+      },
+    });
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  get rules(): RuleSet | undefined {
+    return this.#rules;
+  }
+
+  get lastBatchAt(): Date | undefined {
+    return this.#lastBatchAt;
+  }
+
+  async start(): Promise<void> {
+    this.#stopping = false;
+    await this.#reloadRules();
+    await this.#listener.start();
+    this.#running = true;
+    this.#loops = [this.#rulesLoop()];
+    for (let worker = 0; worker < this.#options.concurrency; worker++)
+      this.#loops.push(this.#workLoop(worker));
+    this.#logger.info(
+      {
+        concurrency: this.#options.concurrency,
+        batchSize: this.#options.batchSize,
+        rules: this.#rules?.size,
+      },
+      'engine started',
+    );
+  }
+
+  /** Finishes the batches in hand, releases the rest and closes every connection. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    for (let i = 0; i < this.#options.concurrency + 1; i++) {
+      this.#wake.wake();
+      this.#rulesWake.wake();
+    }
+    const finished = Promise.all(this.#loops);
+    const timedOut = await Promise.race([
+      finished.then(() => false),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), STOP_GRACE_MS).unref()),
+    ]);
+    if (timedOut) this.#logger.warn('engine stop timed out; unfinished batches roll back');
+    await this.#listener.stop();
+    await this.#pool
+      .query('delete from workflow.idle_daemons where daemon_id like $1', [`${this.daemonId}/%`])
+      .catch(() => {});
+    await this.#pool.end();
+    this.#running = false;
+    this.#logger.info('engine stopped');
+  }
+
+  /** Wakes the claim loops now, instead of at the next poll. */
+  poke(): void {
+    this.#wake.wake();
+  }
+
+  async #reloadRules(): Promise<RuleSet> {
+    this.#reloading ??= (async () => {
+      const client = await this.#pool.connect();
+      try {
+        const rules = await RuleSet.load(client);
+        for (const problem of rules.problems) {
+          this.#logger.error(problem, 'rule has conditions that cannot be compiled; it will not match');
+        }
+        if (this.#rules?.version !== rules.version) {
+          this.#logger.info({ version: rules.version, rules: rules.size }, 'rules loaded');
+        }
+        this.#rules = rules;
+        return rules;
+      } finally {
+        client.release();
+        this.#reloading = undefined;
+      }
+    })();
+    return this.#reloading;
+  }
+
+  async #rulesLoop(): Promise<void> {
+    while (!this.#stopping) {
+      await this.#rulesWake.wait(this.#options.pollIntervalMs * 5);
+      if (this.#stopping) break;
+      try {
+        const { rows } = await this.#pool.query<{ version: string }>(
+          'select version from workflow.rule_set_version',
+        );
+        if (rows[0]?.version !== this.#rules?.version) await this.#reloadRules();
+      } catch (error) {
+        this.#logger.warn({ err: error }, 'could not check for rule changes');
+      }
+    }
+  }
+
+  async #workLoop(worker: number): Promise<void> {
+    const idleId = `${this.daemonId}/${worker}`;
+    const executor = new EventExecutor({
+      actions: this.#options.actions,
+      maxChainDepth: this.#options.maxChainDepth,
+      logger: this.#logger,
+      metrics: this.metrics,
+    });
+    let idle = false;
+    let failures = 0;
+    while (!this.#stopping) {
+      let client: pg.PoolClient | undefined;
+      // A held connection that dies between queries emits 'error'; the next query then fails and
+      // the loop reconnects, so the event only needs to be noted.
+      const onConnectionError = (error: Error) => this.#logger.warn({ err: error, worker }, 'connection lost');
+      try {
+        client = await this.#pool.connect();
+        client.on('error', onConnectionError);
+        while (!this.#stopping) {
+          const handled = await this.#runBatch(client, executor);
+          failures = 0;
+          if (handled > 0) {
+            if (idle) {
+              await client.query('delete from workflow.idle_daemons where daemon_id = $1', [idleId]);
+              idle = false;
+            }
+            continue;
+          }
+          if (!idle) {
+            // Announce the sleep first, then look once more: a writer that committed in between
+            // either is seen by that look or sees this row and sends a NOTIFY.
+            await client.query(
+              'insert into workflow.idle_daemons (daemon_id) values ($1) on conflict (daemon_id) do update set since = now()',
+              [idleId],
+            );
+            idle = true;
+            continue;
+          }
+          await this.#wake.wait(this.#options.pollIntervalMs);
+        }
+      } catch (error) {
+        failures++;
+        const delay = Math.min(100 * 2 ** failures, 5_000);
+        this.#logger.error({ err: error, worker, retryInMs: delay }, 'claim loop failed; retrying');
+        client?.off('error', onConnectionError);
+        client?.release(error as Error);
+        client = undefined;
+        idle = false;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        continue;
+      }
+      client?.off('error', onConnectionError);
+      client?.release();
+    }
+  }
+
+  /** One transaction: claim, handle, record, remove. Returns how many events it handled. */
+  async #runBatch(client: pg.PoolClient, executor: EventExecutor): Promise<number> {
+    const limit = this.#isolate > 0 ? 1 : this.#options.batchSize;
+    await client.query('begin');
+    executor.beginTransaction();
+    let events: CapturedEvent[] = [];
+    try {
+      events = await claimEvents(client, limit);
+      if (events.length === 0) {
+        await client.query('commit');
+        return 0;
+      }
+      let rules = this.#rules ?? (await this.#reloadRules());
+      const current = await client.query<{ version: string }>({
+        name: 'rulebook.rule_set_version',
+        text: 'select version from workflow.rule_set_version',
+      });
+      // The claim saw these events committed; a rule change committed before them must be in the
+      // cache before they are matched.
+      if (current.rows[0]?.version !== rules.version) rules = await this.#reloadRules();
+      const now = Date.now();
+      const records: ExecutionRecord[] = [];
+      for (const event of events) {
+        const lag = (now - event.createdAt.getTime()) / 1000;
+        this.metrics.eventLag.observe('', lag);
+        this.metrics.lastLagSeconds = lag;
+        records.push(...(await executor.execute(client, rules, event)));
+      }
+      await completeEvents(
+        client,
+        events.map((event) => event.id),
+        records,
+      );
+      await client.query('commit');
+      this.metrics.eventsProcessed.inc('', events.length);
+      this.#lastBatchAt = new Date();
+      if (this.#isolate > 0) this.#isolate--;
+      return events.length;
+    } catch (error) {
+      await client.query('rollback').catch(() => {});
+      if (events.length > 1) {
+        // Find the event that fails by handling the same events one at a time.
+        this.#logger.warn(
+          { err: error, events: events.length },
+          'batch failed; retrying its events one by one',
+        );
+        this.#isolate = events.length;
+        return events.length;
+      }
+      const event = events[0];
+      if (!event || !isEventError(error)) throw error;
+      await client.query('begin');
+      const state = await failEvent(client, event.id, errorMessage(error), this.#options.maxAttempts);
+      await client.query('commit');
+      this.metrics.eventsFailed.inc(state);
+      this.#logger.error({ err: error, eventId: event.id, state }, 'event failed');
+      return 1;
+    }
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Errors that belong to one event (bad data, a constraint, a bug hit by that event) as opposed to
+ * the connection or server going away, which must not count against the event.
+ */
+function isEventError(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string')
+    return !(error instanceof Error && /connection|terminat|ECONN/i.test(error.message));
+  // Class 08: connection exceptions; 57: operator intervention (shutdown); 53: resources.
+  return !/^(08|57|53)/.test(code);
+}

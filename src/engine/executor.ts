@@ -1,0 +1,259 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { ActionError, type ActionContext } from '../actions/types.js';
+import type { ActionRegistry } from '../actions/registry.js';
+import type { Logger } from '../logger.js';
+import { buildTemplateContext } from '../templating/context.js';
+import { compileTemplate, renderDeep } from '../templating/render.js';
+import type { ExecutionRecord } from './event-queue.js';
+import { orderByDependencies } from './rule-order.js';
+import type { RuleSet } from './rule-cache.js';
+import type { ActionDefinition, CapturedEvent, RuleDefinition } from './types.js';
+import type { EngineMetrics } from './metrics.js';
+
+export interface ExecutorOptions {
+  readonly actions: ActionRegistry;
+  readonly maxChainDepth: number;
+  readonly logger: Logger;
+  readonly metrics: EngineMetrics;
+}
+
+interface ActionOutcome {
+  action_id: string;
+  name: string;
+  type: string;
+  execution_order: number;
+  status: 'success' | 'failed' | 'skipped';
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  result?: unknown;
+  error?: string;
+}
+
+type RuleStatus = ExecutionRecord['status'];
+
+function changedFields(event: CapturedEvent): string[] {
+  if (!event.oldRow || !event.newRow) return [];
+  const changed: string[] = [];
+  for (const key of Object.keys(event.newRow)) {
+    if (JSON.stringify(event.newRow[key]) !== JSON.stringify(event.oldRow[key])) changed.push(key);
+  }
+  return changed;
+}
+
+function triggerData(event: CapturedEvent, rule: RuleDefinition): Record<string, unknown> {
+  return {
+    event_id: event.id,
+    entity: `${rule.entity.schemaName}.${rule.entity.name}`,
+    entity_id: event.entityId,
+    operation: event.operation,
+    row_key: event.rowKey,
+    old: event.oldRow,
+    new: event.newRow,
+    changed_fields: changedFields(event),
+    actor_id: event.actorId,
+    txid: event.txid,
+    depth: event.depth,
+    captured_at: event.createdAt,
+  };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Runs the rules an event matches inside the caller's transaction. Each action runs in its own
+ * savepoint, so a failing action is rolled back alone and recorded; the execution rows are returned
+ * for the caller to write in the same transaction that removes the event.
+ */
+export class EventExecutor {
+  #depthSetting: number | undefined;
+
+  constructor(private readonly options: ExecutorOptions) {}
+
+  /** Call at the start of every transaction: session-local settings do not outlive it. */
+  beginTransaction(): void {
+    this.#depthSetting = undefined;
+  }
+
+  async execute(client: pg.ClientBase, rules: RuleSet, event: CapturedEvent): Promise<ExecutionRecord[]> {
+    const matched = rules.rulesFor(event);
+    if (matched.length === 0) {
+      if (event.ruleId) {
+        this.options.logger.warn(
+          { eventId: event.id, ruleId: event.ruleId },
+          'run_rule names no active rule',
+        );
+      }
+      return [];
+    }
+    const records: ExecutionRecord[] = [];
+    const statusByRule = new Map<string, RuleStatus>();
+    for (const rule of orderByDependencies(matched)) {
+      const record = await this.#runRule(client, event, rule, statusByRule);
+      statusByRule.set(rule.id, record.status);
+      records.push(record);
+    }
+    return records;
+  }
+
+  async #runRule(
+    client: pg.ClientBase,
+    event: CapturedEvent,
+    rule: RuleDefinition,
+    statusByRule: ReadonlyMap<string, RuleStatus>,
+  ): Promise<ExecutionRecord> {
+    const started = performance.now();
+    const id = randomUUID();
+    const base = {
+      id,
+      rule_id: rule.id,
+      entity_type: rule.entity.name,
+      trigger_data: triggerData(event, rule),
+    };
+    const finish = (status: RuleStatus, actions: ActionOutcome[], error: string | null): ExecutionRecord => {
+      this.options.metrics.executions.inc(status);
+      return {
+        ...base,
+        actions_executed: actions,
+        status,
+        error_message: error,
+        execution_time_ms: Math.round(performance.now() - started),
+      };
+    };
+
+    if (event.depth > this.options.maxChainDepth) {
+      const message =
+        `chain depth ${event.depth} exceeds the limit of ${this.options.maxChainDepth}: this change was caused by ` +
+        `a chain of ${event.depth} rule executions, so rule "${rule.name}" did not run (RULEBOOK_MAX_CHAIN_DEPTH)`;
+      return finish('failed', [], message);
+    }
+    const blocking = rule.parentIds
+      .filter((parentId) => statusByRule.has(parentId) && statusByRule.get(parentId) !== 'success')
+      .map((parentId) => `parent rule ${parentId} ${statusByRule.get(parentId)}`);
+    if (blocking.length > 0) {
+      return finish('skipped', [], `skipped: ${blocking.join('; ')}`);
+    }
+
+    await this.#setDepth(client, event.depth + 1);
+    const templateContext = buildTemplateContext({
+      event: { ...event, operation: event.operation === 'manual' ? 'on_create' : event.operation },
+      rule: { id: rule.id, name: rule.name },
+      entity: { id: rule.entity.id, name: rule.entity.name, schemaName: rule.entity.schemaName },
+      now: new Date(),
+    });
+    const outcomes: ActionOutcome[] = [];
+    let stopped = false;
+    for (const action of rule.actions) {
+      if (stopped) {
+        outcomes.push(this.#skipped(action, 'an earlier action failed with on_error "stop"'));
+        continue;
+      }
+      const outcome = await this.#runAction(client, event, rule, action, id, templateContext);
+      outcomes.push(outcome);
+      if (outcome.status === 'failed' && action.config.on_error === 'stop') stopped = true;
+    }
+    const failed = outcomes.filter((outcome) => outcome.status === 'failed');
+    const succeeded = outcomes.filter((outcome) => outcome.status === 'success');
+    const status: RuleStatus =
+      failed.length === 0 ? 'success' : succeeded.length === 0 ? 'failed' : 'partial';
+    const error =
+      failed.length === 0
+        ? null
+        : failed.map((outcome) => `action "${outcome.name}": ${outcome.error}`).join('; ');
+    return finish(status, outcomes, error);
+  }
+
+  #skipped(action: ActionDefinition, reason: string): ActionOutcome {
+    const now = new Date().toISOString();
+    return {
+      action_id: action.id,
+      name: action.name,
+      type: action.actionType,
+      execution_order: action.executionOrder,
+      status: 'skipped',
+      started_at: now,
+      finished_at: now,
+      duration_ms: 0,
+      error: reason,
+    };
+  }
+
+  async #runAction(
+    client: pg.ClientBase,
+    event: CapturedEvent,
+    rule: RuleDefinition,
+    action: ActionDefinition,
+    executionId: string,
+    templateContext: Record<string, unknown>,
+  ): Promise<ActionOutcome> {
+    const startedAt = new Date();
+    const started = performance.now();
+    const outcome = (
+      status: 'success' | 'failed',
+      extra: { result?: unknown; error?: string },
+    ): ActionOutcome => {
+      const duration = performance.now() - started;
+      this.options.metrics.actionDuration.observe(action.actionType || 'unknown', duration / 1000);
+      return {
+        action_id: action.id,
+        name: action.name,
+        type: action.actionType,
+        execution_order: action.executionOrder,
+        status,
+        started_at: startedAt.toISOString(),
+        finished_at: new Date().toISOString(),
+        duration_ms: Math.round(duration * 1000) / 1000,
+        ...extra,
+      };
+    };
+    const handler = this.options.actions.get(action.actionType);
+    if (!handler) {
+      const known = this.options.actions.types().join(', ');
+      const error = action.actionType
+        ? `unknown action type "${action.actionType}" (known: ${known})`
+        : `no action type: set action_config.action_type or template_id (known types: ${known})`;
+      return outcome('failed', { error });
+    }
+    if (action.config.__inactive_template) {
+      return outcome('failed', { error: `action template ${action.templateId} is inactive` });
+    }
+    const context: ActionContext = {
+      client,
+      event,
+      rule,
+      action,
+      executionId,
+      templateContext,
+      render: (source, options) => compileTemplate(source, { html: options?.html ?? false })(templateContext),
+      renderValue: (value) => renderDeep(value, templateContext, { html: false }),
+      logger: this.options.logger.child({
+        eventId: event.id,
+        ruleId: rule.id,
+        executionId,
+        actionId: action.id,
+      }),
+    };
+    await client.query('savepoint rulebook_action');
+    try {
+      const result = await handler.execute(context);
+      await client.query('release savepoint rulebook_action');
+      return outcome('success', { result: result ?? null });
+    } catch (error) {
+      await client.query('rollback to savepoint rulebook_action');
+      await client.query('release savepoint rulebook_action');
+      if (!(error instanceof ActionError)) {
+        context.logger.warn({ err: error }, 'action failed');
+      }
+      return outcome('failed', { error: errorText(error) });
+    }
+  }
+
+  async #setDepth(client: pg.ClientBase, depth: number): Promise<void> {
+    if (this.#depthSetting === depth) return;
+    await client.query("select set_config('rulebook.depth', $1, true)", [String(depth)]);
+    this.#depthSetting = depth;
+  }
+}

@@ -1,0 +1,22 @@
+type Json = Record<string, unknown>;
+
+function isPlainObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * An action's effective config: the template's default_config overlaid by the action's
+ * action_config. Objects merge key by key, recursively; arrays and scalars from action_config
+ * replace the template's; a null in action_config removes the template's key.
+ */
+export function mergeConfig(defaults: unknown, overrides: unknown): Json {
+  const base: Json = isPlainObject(defaults) ? defaults : {};
+  const over: Json = isPlainObject(overrides) ? overrides : {};
+  const merged: Json = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value === null) delete merged[key];
+    else if (isPlainObject(value) && isPlainObject(base[key])) merged[key] = mergeConfig(base[key], value);
+    else merged[key] = value;
+  }
+  return merged;
+}

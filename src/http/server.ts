@@ -1,0 +1,121 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type pg from 'pg';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../logger.js';
+
+export interface HttpServerOptions {
+  readonly port: number;
+  readonly host?: string;
+  readonly pool: pg.Pool;
+  readonly engine: Engine | undefined;
+  readonly logger: Logger;
+}
+
+function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+  });
+  response.end(text);
+}
+
+/** rulebook's HTTP server: health and metrics; the staff API is mounted here too. */
+export class HttpServer {
+  readonly #server: http.Server;
+
+  constructor(private readonly options: HttpServerOptions) {
+    this.#server = http.createServer((request, response) => {
+      this.#handle(request, response).catch((error: unknown) => {
+        options.logger.error({ err: error, url: request.url }, 'request failed');
+        if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
+        else response.end();
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.options.port, this.options.host ?? '0.0.0.0', () => resolve());
+    });
+    this.options.logger.info({ port: this.port }, 'http server listening');
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeIdleConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (request.method === 'GET' && url.pathname === '/healthz') return this.#health(response);
+    if (request.method === 'GET' && url.pathname === '/metrics') return this.#metrics(response);
+    sendJson(response, 404, { error: `no route for ${request.method} ${url.pathname}` });
+  }
+
+  async #health(response: http.ServerResponse): Promise<void> {
+    const engine = this.options.engine;
+    let database: { ok: boolean; error?: string } = { ok: true };
+    let backlog: { pending: number; dead: number; oldest_seconds: number | null } | undefined;
+    try {
+      const { rows } = await this.options.pool.query<{
+        pending: string;
+        dead: string;
+        oldest: number | null;
+      }>(
+        `select count(*) filter (where state = 'pending') as pending, count(*) filter (where state = 'dead') as dead,
+                extract(epoch from now() - min(created_at) filter (where state = 'pending'))::float8 as oldest
+           from workflow.events`,
+      );
+      const row = rows[0]!;
+      backlog = { pending: Number(row.pending), dead: Number(row.dead), oldest_seconds: row.oldest };
+    } catch (error) {
+      database = { ok: false, error: (error as Error).message };
+    }
+    const engineOk = engine === undefined || engine.running;
+    const ok = database.ok && engineOk;
+    sendJson(response, ok ? 200 : 503, {
+      status: ok ? 'ok' : 'unhealthy',
+      database,
+      engine: engine
+        ? {
+            running: engine.running,
+            last_batch_at: engine.lastBatchAt ?? null,
+            lag_seconds: engine.metrics.lastLagSeconds,
+          }
+        : { running: false, disabled: true },
+      events: backlog ?? null,
+    });
+  }
+
+  async #metrics(response: http.ServerResponse): Promise<void> {
+    const engine = this.options.engine;
+    const parts: string[] = [engine ? engine.metrics.registry.render() : ''];
+    const { rows } = await this.options.pool.query<{ kind: string; label: string; count: string }>(
+      `select 'events' as kind, state as label, count(*) as count from workflow.events group by state
+       union all
+       select 'deliveries', status, count(*) from workflow.notification_deliveries group by status`,
+    );
+    const lines = [
+      '# HELP rulebook_outbox_events Events in the outbox by state',
+      '# TYPE rulebook_outbox_events gauge',
+      ...rows
+        .filter((r) => r.kind === 'events')
+        .map((r) => `rulebook_outbox_events{state="${r.label}"} ${r.count}`),
+      '# HELP rulebook_deliveries Notification deliveries by status',
+      '# TYPE rulebook_deliveries gauge',
+      ...rows
+        .filter((r) => r.kind === 'deliveries')
+        .map((r) => `rulebook_deliveries{status="${r.label}"} ${r.count}`),
+    ];
+    parts.push(lines.join('\n') + '\n');
+    response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    response.end(parts.join(''));
+  }
+}
