@@ -14,9 +14,6 @@ create table workflow.events (
   entity_id uuid not null,
   operation text not null check (operation in ('on_create', 'on_update', 'on_delete')),
   row_key jsonb not null,
-  -- Groups the events of one row so that they are handled in commit order. A hash collision only
-  -- serialises two rows more than needed.
-  row_hash bigint not null,
   old_row jsonb,
   new_row jsonb,
   txid xid8 not null default pg_current_xact_id(),
@@ -34,8 +31,9 @@ create table workflow.events (
 );
 
 -- Events leave the table once handled (their execution rows keep what they were), so the primary
--- key alone finds pending work. Every index here is paid for by every captured write.
-create index events_row_idx on workflow.events (row_hash, id);
+-- key alone finds pending work. Every index here is paid for by every captured write, which is why
+-- there is no index on the row: daemons keep each row's events in order by looking at the head of
+-- the queue (see src/engine/event-queue.ts).
 
 comment on table workflow.events is
   'rulebook''s outbox: one row per captured change, written in the same transaction as the change.';
@@ -58,7 +56,6 @@ declare
   v_row jsonb;
   v_key jsonb;
   v_operation text;
-  v_key_text text;
   v_column text;
 begin
   if tg_op = 'INSERT' then
@@ -87,11 +84,9 @@ begin
       v_key := v_key || jsonb_build_object(v_column, v_row -> v_column);
     end loop;
   end if;
-  v_key_text := v_key::text;
 
-  insert into workflow.events (entity_id, operation, row_key, row_hash, old_row, new_row, actor_id, depth)
-  values (tg_argv[0]::uuid, v_operation, v_key, hashtextextended(tg_argv[0] || v_key_text, 0),
-          v_old, v_new,
+  insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, depth)
+  values (tg_argv[0]::uuid, v_operation, v_key, v_old, v_new,
           nullif(current_setting('workflow.actor_id', true), ''),
           coalesce(nullif(current_setting('rulebook.depth', true), '')::int, 0));
 
@@ -332,6 +327,38 @@ $$;
 
 create trigger rules_capture after insert or update or delete on workflow.automation_rules
   for each row execute function workflow.rules_capture();
+
+-- Columns can be renamed, dropped or added after rules were written; the filters name columns, so
+-- they are rewritten after every ALTER TABLE of a registered table. Event triggers need a
+-- superuser; without one, run `select workflow.refresh_capture(id) from workflow.entities` after
+-- altering a registered table.
+create function workflow.refresh_capture_after_ddl() returns event_trigger
+language plpgsql as $$
+declare
+  v_entity_id uuid;
+begin
+  for v_entity_id in
+    select e.id
+      from pg_catalog.pg_event_trigger_ddl_commands() c
+      join workflow.entities e on workflow.entity_relation(e.schema_name, e.name) = c.objid
+     where c.classid = 'pg_catalog.pg_class'::regclass
+  loop
+    perform workflow.refresh_capture(v_entity_id);
+  end loop;
+end
+$$;
+
+do $$
+begin
+  if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+    create event trigger rulebook_refresh_capture on ddl_command_end
+      when tag in ('ALTER TABLE')
+      execute function workflow.refresh_capture_after_ddl();
+  else
+    raise notice 'rulebook: not a superuser, so capture filters are not refreshed after ALTER TABLE by themselves';
+  end if;
+end
+$$;
 
 -- Registers a table by its (optionally schema-qualified) name and returns the entity id.
 create function workflow.register_entity(p_table text) returns uuid

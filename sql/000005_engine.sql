@@ -101,9 +101,8 @@ begin
     from pg_catalog.pg_index i
     join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = any (i.indkey)
    where i.indrelid = v_relation and i.indisprimary;
-  insert into workflow.events (entity_id, operation, row_key, row_hash, old_row, new_row, actor_id, rule_id)
-  values (v_rule.entity_id, 'manual', v_key, hashtextextended(v_rule.entity_id::text || v_key::text, 0),
-          null, p_row, nullif(current_setting('workflow.actor_id', true), ''), p_rule_id)
+  insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, rule_id)
+  values (v_rule.entity_id, 'manual', v_key, null, p_row, nullif(current_setting('workflow.actor_id', true), ''), p_rule_id)
   returning id into v_id;
   perform pg_notify('rulebook_events', '');
   return v_id;

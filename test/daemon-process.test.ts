@@ -127,8 +127,8 @@ describe('rulebook start', () => {
 
   it('retries a dead event with `rulebook events retry`', async () => {
     const [{ id }] = (await db.query<{ id: string }>(
-      `insert into workflow.events (entity_id, operation, row_key, row_hash, new_row, state, attempts, last_error)
-       select id, 'on_create', '{"id": "x"}', 1, '{"status": "revived"}', 'dead', 5, 'boom'
+      `insert into workflow.events (entity_id, operation, row_key, new_row, state, attempts, last_error)
+       select id, 'on_create', '{"id": "x"}', '{"status": "revived"}', 'dead', 5, 'boom'
          from workflow.entities limit 1 returning id`,
     )) as [{ id: string }];
     const retry = spawnRulebook(['events', 'retry', id], { DATABASE_URL: db.url });

@@ -247,7 +247,7 @@ export class Engine {
     executor.beginTransaction();
     let events: CapturedEvent[] = [];
     try {
-      events = await claimEvents(client, limit);
+      events = await claimEvents(client, limit, this.#options.batchSize * 4);
       if (events.length === 0) {
         await client.query('commit');
         return 0;

@@ -1,22 +1,22 @@
 import type pg from 'pg';
 import type { CapturedEvent } from './types.js';
 
-// The oldest ready events, at most one per row: an event waits while an earlier event of the same
-// row is still in the table (being handled by someone, or waiting for a retry), which keeps each
-// row's events in commit order across any number of daemons. Dead events do not hold a row up.
-const CLAIM_EVENTS = `
-select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid::text as txid, e.actor_id,
-       e.depth, e.created_at, e.attempts, e.rule_id
-  from workflow.events e
- where e.state = 'pending'
-   and (e.run_after is null or e.run_after <= now())
-   and not exists (
-     select 1 from workflow.events p
-      where p.row_hash = e.row_hash and p.id < e.id and p.state = 'pending'
-   )
- order by e.id
- limit $1
-   for update of e skip locked`;
+// The head of the queue, locked or not: which events come first for each row.
+const READ_HEAD = `
+select id, entity_id::text || ':' || row_key::text as row_identity,
+       (run_after is null or run_after <= now()) as ready
+  from workflow.events
+ where state = 'pending'
+ order by id
+ limit $1`;
+
+const LOCK_EVENTS = `
+select id, entity_id, operation, row_key, old_row, new_row, txid::text as txid, actor_id, depth, created_at,
+       attempts, rule_id
+  from workflow.events
+ where id = any($1::bigint[]) and state = 'pending'
+ order by id
+   for update skip locked`;
 
 const DELETE_EVENTS = `delete from workflow.events where id = any($1::bigint[])`;
 
@@ -65,12 +65,38 @@ export interface ExecutionRecord {
   readonly execution_time_ms: number;
 }
 
-/** Claims ready events inside the caller's transaction; they stay locked until it ends. */
-export async function claimEvents(client: pg.ClientBase, limit: number): Promise<CapturedEvent[]> {
+/**
+ * Claims up to `limit` ready events inside the caller's transaction; they stay locked until it
+ * ends. Only the first event of each row in the queue's head can be claimed: a later one waits
+ * while an earlier one is still in the table (being handled by another daemon, or waiting for a
+ * retry), which keeps each row's events in commit order across any number of daemons. (The events
+ * of one row get increasing ids in commit order: a writer must wait for the row lock of the
+ * previous writer to commit before its trigger runs.) Deciding this from the head, rather than with
+ * an index on the row, keeps the capture trigger's insert down to one index.
+ */
+export async function claimEvents(
+  client: pg.ClientBase,
+  limit: number,
+  window: number,
+): Promise<CapturedEvent[]> {
+  const head = await client.query<{ id: string; row_identity: string; ready: boolean }>({
+    name: 'rulebook.read_head',
+    text: READ_HEAD,
+    values: [Math.max(window, limit)],
+  });
+  const firstOfRow = new Set<string>();
+  const eligible: string[] = [];
+  for (const event of head.rows) {
+    if (firstOfRow.has(event.row_identity)) continue;
+    firstOfRow.add(event.row_identity);
+    if (event.ready) eligible.push(event.id);
+    if (eligible.length === limit) break;
+  }
+  if (eligible.length === 0) return [];
   const { rows } = await client.query<EventRow>({
-    name: 'rulebook.claim_events',
-    text: CLAIM_EVENTS,
-    values: [limit],
+    name: 'rulebook.lock_events',
+    text: LOCK_EVENTS,
+    values: [eligible],
   });
   return rows.map((row) => ({
     id: row.id,
