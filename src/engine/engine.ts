@@ -198,7 +198,8 @@ export class Engine {
       let client: pg.PoolClient | undefined;
       // A held connection that dies between queries emits 'error'; the next query then fails and
       // the loop reconnects, so the event only needs to be noted.
-      const onConnectionError = (error: Error) => this.#logger.warn({ err: error, worker }, 'connection lost');
+      const onConnectionError = (error: Error) =>
+        this.#logger.warn({ err: error, worker }, 'connection lost');
       try {
         client = await this.#pool.connect();
         client.on('error', onConnectionError);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { fieldsChanged } from '../conditions/match.js';
 import { ActionError, type ActionContext } from '../actions/types.js';
 import type { ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
@@ -34,12 +35,7 @@ interface ActionOutcome {
 type RuleStatus = ExecutionRecord['status'];
 
 function changedFields(event: CapturedEvent): string[] {
-  if (!event.oldRow || !event.newRow) return [];
-  const changed: string[] = [];
-  for (const key of Object.keys(event.newRow)) {
-    if (JSON.stringify(event.newRow[key]) !== JSON.stringify(event.oldRow[key])) changed.push(key);
-  }
-  return changed;
+  return event.operation === 'on_update' ? fieldsChanged({ ...event, operation: 'on_update' }) : [];
 }
 
 function triggerData(event: CapturedEvent, rule: RuleDefinition): Record<string, unknown> {
@@ -139,7 +135,7 @@ export class EventExecutor {
 
     await this.#setDepth(client, event.depth + 1);
     const templateContext = buildTemplateContext({
-      event: { ...event, operation: event.operation === 'manual' ? 'on_create' : event.operation },
+      event,
       rule: { id: rule.id, name: rule.name },
       entity: { id: rule.entity.id, name: rule.entity.name, schemaName: rule.entity.schemaName },
       now: new Date(),
@@ -217,9 +213,7 @@ export class EventExecutor {
         : `no action type: set action_config.action_type or template_id (known types: ${known})`;
       return outcome('failed', { error });
     }
-    if (action.config.__inactive_template) {
-      return outcome('failed', { error: `action template ${action.templateId} is inactive` });
-    }
+    if (action.problem) return outcome('failed', { error: action.problem });
     const context: ActionContext = {
       client,
       event,

@@ -60,8 +60,11 @@ function actionFrom(row: ActionRow): ActionDefinition {
     name: row.name,
     executionOrder: row.execution_order,
     actionType: row.template_id && row.template_action_type ? row.template_action_type : configuredType,
-    config: row.template_id && !row.template_active ? { ...config, __inactive_template: true } : config,
+    config,
     templateId: row.template_id,
+    ...(row.template_id && !row.template_active
+      ? { problem: `action template ${row.template_id} is inactive` }
+      : {}),
   };
 }
 

@@ -30,6 +30,8 @@ export interface ActionDefinition {
   /** The template's default_config overlaid by the action's action_config. */
   readonly config: Readonly<Record<string, unknown>>;
   readonly templateId: string | null;
+  /** Why the action cannot run (an inactive template), recorded as its failure. */
+  readonly problem?: string;
 }
 
 export interface RuleDefinition {
