@@ -263,13 +263,26 @@ begin
 end
 $$;
 
+-- The filters belong to the schema owner (see refresh_capture), so they are dropped as the owner.
+create function workflow.drop_capture_filters(p_entity_id uuid) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_operation text;
+begin
+  foreach v_operation in array array['insert', 'update', 'delete'] loop
+    execute format('drop function if exists workflow.%I cascade', workflow.capture_filter_name(p_entity_id, v_operation));
+  end loop;
+end
+$$;
+
 create function workflow.remove_capture(p_entity_id uuid, p_schema_name text, p_name text) returns void
 language plpgsql
 set lock_timeout = '3s'
 as $$
 declare
   v_relation regclass := workflow.entity_relation(p_schema_name, p_name);
-  v_operation text;
 begin
   if v_relation is not null then
     begin
@@ -283,9 +296,7 @@ begin
               hint = 'Long transactions hold the table. Retry the statement; nothing was changed.';
     end;
   end if;
-  foreach v_operation in array array['insert', 'update', 'delete'] loop
-    execute format('drop function if exists workflow.%I cascade', workflow.capture_filter_name(p_entity_id, v_operation));
-  end loop;
+  perform workflow.drop_capture_filters(p_entity_id);
 end
 $$;
 
