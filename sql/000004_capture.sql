@@ -46,60 +46,75 @@ create unlogged table workflow.idle_daemons (
   since timestamptz not null default now()
 );
 
-create function workflow.capture_row() returns trigger
+-- Wakes a daemon when one is waiting, at most once per transaction: called by the capture
+-- functions for the first change they capture in a transaction.
+create function workflow.wake_daemons() returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_old jsonb;
-  v_new jsonb;
-  v_row jsonb;
-  v_key jsonb;
-  v_operation text;
-  v_column text;
 begin
-  if tg_op = 'INSERT' then
-    v_operation := 'on_create';
-    v_new := to_jsonb(new);
-    v_row := v_new;
-  elsif tg_op = 'UPDATE' then
-    v_operation := 'on_update';
-    -- The trigger's WHEN clause has already established that a watched column changed.
-    v_old := to_jsonb(old);
-    v_new := to_jsonb(new);
-    v_row := v_new;
-  else
-    v_operation := 'on_delete';
-    v_old := to_jsonb(old);
-    v_row := v_old;
+  perform set_config('rulebook.wake_checked', 'on', true);
+  if exists (select 1 from workflow.idle_daemons) then
+    perform pg_notify('rulebook_events', '');
   end if;
+end
+$$;
 
-  -- tg_argv[0] is the entity id, the rest are the primary key columns.
-  if tg_nargs = 2 then
-    v_key := jsonb_build_object(tg_argv[1], v_row -> tg_argv[1]);
+-- Each registered table gets its own capture function, with the entity id and the primary key
+-- written into it, so that a captured row costs one INSERT and nothing else: no argument parsing,
+-- no key extraction from the row's jsonb. It runs as the schema owner with a pinned search_path,
+-- so writers need no privileges on workflow.
+create function workflow.capture_function_name(p_entity_id uuid) returns text
+language sql immutable as $$
+  select format('capture_%s', replace(p_entity_id::text, '-', ''))
+$$;
+
+create function workflow.write_capture_function(p_entity_id uuid, p_relation regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  v_new_key text;
+  v_old_key text;
+  v_values text := $v$nullif(current_setting('workflow.actor_id', true), ''),
+             coalesce(nullif(current_setting('rulebook.depth', true), '')::int, 0)$v$;
+begin
+  select 'jsonb_build_object(' || string_agg(format('%L, new.%I', a.attname, a.attname), ', ' order by k.ord) || ')',
+         'jsonb_build_object(' || string_agg(format('%L, old.%I', a.attname, a.attname), ', ' order by k.ord) || ')'
+    into v_new_key, v_old_key
+    from pg_catalog.pg_index i
+   cross join lateral unnest(i.indkey) with ordinality as k (attnum, ord)
+    join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+   where i.indrelid = p_relation and i.indisprimary;
+  execute format($f$
+create or replace function workflow.%I() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $body$
+begin
+  if tg_op = 'UPDATE' then
+    insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, depth)
+    values (%L, 'on_update', %s, to_jsonb(old), to_jsonb(new), %s);
+  elsif tg_op = 'INSERT' then
+    insert into workflow.events (entity_id, operation, row_key, new_row, actor_id, depth)
+    values (%L, 'on_create', %s, to_jsonb(new), %s);
   else
-    v_key := '{}';
-    for i in 1 .. tg_nargs - 1 loop
-      v_column := tg_argv[i];
-      v_key := v_key || jsonb_build_object(v_column, v_row -> v_column);
-    end loop;
+    insert into workflow.events (entity_id, operation, row_key, old_row, actor_id, depth)
+    values (%L, 'on_delete', %s, to_jsonb(old), %s);
   end if;
-
-  insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, depth)
-  values (tg_argv[0]::uuid, v_operation, v_key, v_old, v_new,
-          nullif(current_setting('workflow.actor_id', true), ''),
-          coalesce(nullif(current_setting('rulebook.depth', true), '')::int, 0));
-
-  -- At most one wake-up per transaction, and only when a daemon is waiting for one.
   if current_setting('rulebook.wake_checked', true) is distinct from 'on' then
-    perform set_config('rulebook.wake_checked', 'on', true);
-    if exists (select 1 from workflow.idle_daemons) then
-      perform pg_notify('rulebook_events', '');
-    end if;
+    perform workflow.wake_daemons();
   end if;
   return null;
 end
-$$;
+$body$
+$f$,
+    workflow.capture_function_name(p_entity_id),
+    p_entity_id, v_new_key, v_values,
+    p_entity_id, v_new_key, v_values,
+    p_entity_id, v_old_key, v_values);
+end
+$fn$;
 
 create function workflow.capture_filter_name(p_entity_id uuid, p_operation text) returns text
 language sql immutable as $$
@@ -231,7 +246,7 @@ begin
       v_relation, v_entity_type
       using errcode = 'wrong_object_type';
   end if;
-  select string_agg(quote_literal(a.attname), ', ' order by k.ord)
+  select string_agg(a.attname, ', ' order by k.ord)
     into v_key_args
     from pg_catalog.pg_index i
     cross join lateral unnest(i.indkey) with ordinality as k (attnum, ord)
@@ -244,16 +259,17 @@ begin
   end if;
 
   perform workflow.refresh_capture(p_entity_id);
+  perform workflow.write_capture_function(p_entity_id, v_relation);
   begin
     execute format('create or replace trigger rulebook_capture_insert after insert on %s for each row '
-                   'when (workflow.%I(new)) execute function workflow.capture_row(%L, %s)',
-                   v_relation, workflow.capture_filter_name(p_entity_id, 'insert'), p_entity_id, v_key_args);
+                   'when (workflow.%I(new)) execute function workflow.%I()',
+                   v_relation, workflow.capture_filter_name(p_entity_id, 'insert'), workflow.capture_function_name(p_entity_id));
     execute format('create or replace trigger rulebook_capture_update after update on %s for each row '
-                   'when (workflow.%I(old, new)) execute function workflow.capture_row(%L, %s)',
-                   v_relation, workflow.capture_filter_name(p_entity_id, 'update'), p_entity_id, v_key_args);
+                   'when (workflow.%I(old, new)) execute function workflow.%I()',
+                   v_relation, workflow.capture_filter_name(p_entity_id, 'update'), workflow.capture_function_name(p_entity_id));
     execute format('create or replace trigger rulebook_capture_delete after delete on %s for each row '
-                   'when (workflow.%I(old)) execute function workflow.capture_row(%L, %s)',
-                   v_relation, workflow.capture_filter_name(p_entity_id, 'delete'), p_entity_id, v_key_args);
+                   'when (workflow.%I(old)) execute function workflow.%I()',
+                   v_relation, workflow.capture_filter_name(p_entity_id, 'delete'), workflow.capture_function_name(p_entity_id));
   exception when lock_not_available then
     raise exception 'workflow.entities "%": % is busy; could not take the lock to install capture triggers within lock_timeout',
       v_entity.name, v_relation
@@ -263,7 +279,7 @@ begin
 end
 $$;
 
--- The filters belong to the schema owner (see refresh_capture), so they are dropped as the owner.
+-- The filters and the capture function belong to the schema owner, so they are dropped as the owner.
 create function workflow.drop_capture_filters(p_entity_id uuid) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -274,6 +290,7 @@ begin
   foreach v_operation in array array['insert', 'update', 'delete'] loop
     execute format('drop function if exists workflow.%I cascade', workflow.capture_filter_name(p_entity_id, v_operation));
   end loop;
+  execute format('drop function if exists workflow.%I cascade', workflow.capture_function_name(p_entity_id));
 end
 $$;
 

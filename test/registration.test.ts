@@ -156,7 +156,7 @@ describe('registering a table', () => {
       expect(def).toMatch(
         /AFTER (INSERT|UPDATE|DELETE) ON sales\.orders FOR EACH ROW WHEN \(workflow\.capture_filter_/,
       );
-      expect(def).toContain(`workflow.capture_row('${ordersId}', 'id')`);
+      expect(def).toContain(`EXECUTE FUNCTION workflow.capture_${ordersId.replaceAll('-', '')}()`);
     }
   });
 
