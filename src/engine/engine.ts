@@ -169,6 +169,20 @@ export class Engine {
     return this.#reloading;
   }
 
+  /**
+   * A reload already under way may have read the rules before `wanted` committed; joining it is
+   * not enough, so reload until the cache has caught up.
+   */
+  async #rulesAtLeast(rules: RuleSet, wanted: string | undefined): Promise<RuleSet> {
+    if (wanted === undefined) return rules;
+    let current = rules;
+    for (let attempt = 0; BigInt(current.version) < BigInt(wanted); attempt++) {
+      if (attempt === 3) throw new Error(`rule cache could not reach rule set version ${wanted}`);
+      current = await this.#reloadRules();
+    }
+    return current;
+  }
+
   async #rulesLoop(): Promise<void> {
     while (!this.#stopping) {
       await this.#rulesWake.wait(this.#options.pollIntervalMs * 5);
@@ -260,7 +274,7 @@ export class Engine {
       });
       // The claim saw these events committed; a rule change committed before them must be in the
       // cache before they are matched.
-      if (current.rows[0]?.version !== rules.version) rules = await this.#reloadRules();
+      rules = await this.#rulesAtLeast(rules, current.rows[0]?.version);
       const now = Date.now();
       const records: ExecutionRecord[] = [];
       for (const event of events) {

@@ -16,7 +16,8 @@ select id, entity_id, operation, row_key, old_row, new_row, txid::text as txid, 
   from workflow.events
  where id = any($1::bigint[]) and state = 'pending'
  order by id
-   for update skip locked`;
+   for update skip locked
+ limit $2`;
 
 const DELETE_EVENTS = `delete from workflow.events where id = any($1::bigint[])`;
 
@@ -90,13 +91,12 @@ export async function claimEvents(
     if (firstOfRow.has(event.row_identity)) continue;
     firstOfRow.add(event.row_identity);
     if (event.ready) eligible.push(event.id);
-    if (eligible.length === limit) break;
   }
   if (eligible.length === 0) return [];
   const { rows } = await client.query<EventRow>({
     name: 'rulebook.lock_events',
     text: LOCK_EVENTS,
-    values: [eligible],
+    values: [eligible, limit],
   });
   return rows.map((row) => ({
     id: row.id,

@@ -1,4 +1,4 @@
-import type { ActionRegistry} from '../../src/actions/registry.js';
+import type { ActionRegistry } from '../../src/actions/registry.js';
 import { defaultActions } from '../../src/actions/registry.js';
 import type { ActionHandler } from '../../src/actions/types.js';
 import { Engine, type EngineOptions } from '../../src/engine/engine.js';
