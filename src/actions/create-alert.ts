@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { ConfigReader, isUuid } from './config-reader.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 
@@ -23,18 +24,47 @@ with wanted as (
                               source_entity_id, source_rule_id, expires_date)
   select $1, $2, $3, $4, $7::jsonb, $5, $6::uuid, $11::uuid, now() + $12::interval
    where not exists (select 1 from missing)
-  returning id
+  returning id, expires_date
 ), recipients as (
   insert into workflow.alert_recipients (alert_id, recipient_type, recipient_id)
   select alert.id, w.recipient_type, w.recipient_id from alert, wanted w
   returning 1
 )
 select (select id from alert) as id,
+       (select expires_date from alert) as expires_date,
        (select count(*) from resolved) as resolved,
        (select count(*) from recipients) as recipients,
        (select coalesce(jsonb_agg(jsonb_build_object('type', recipient_type, 'id', recipient_id)), '[]')
           from missing) as missing,
        (select pg_notify('rulebook_alerts', id::text) from alert) as notified`;
+
+interface CreateAlertRow {
+  id: string | null;
+  expires_date: Date | null;
+  resolved: string;
+  recipients: string;
+  missing: { type: string; id: string }[];
+}
+
+async function runCreateAlert(
+  client: pg.ClientBase,
+  expiresIn: string | null,
+  values: unknown[],
+): Promise<CreateAlertRow[]> {
+  try {
+    return (await client.query<CreateAlertRow>({ name: 'rulebook.create_alert', text: CREATE_ALERT, values }))
+      .rows;
+  } catch (error) {
+    // Class 22 here can only be expires_in, the one value the statement parses.
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('22') && expiresIn !== null) {
+      throw new ActionError(
+        `create_alert: config.expires_in ${JSON.stringify(expiresIn)} is not an interval (${(error as Error).message})`,
+      );
+    }
+    throw error;
+  }
+}
 
 function recipientIds(config: ConfigReader, kind: 'users' | 'roles'): string[] {
   const recipients = config.object('recipients') ?? {};
@@ -69,34 +99,32 @@ export const createAlert: ActionHandler = {
     const alertContext = config.has('context') ? context.renderValue(config.raw('context')) : {};
     const expiresIn = config.optionalString('expires_in') ?? null;
     const entity = context.rule.entity;
-    const { rows } = await context.client.query<{
-      id: string | null;
-      resolved: string;
-      recipients: string;
-      missing: { type: string; id: string }[];
-    }>({
-      name: 'rulebook.create_alert',
-      text: CREATE_ALERT,
-      values: [
-        alertType,
-        severity,
-        title,
-        message,
-        `${entity.schemaName}.${entity.name}`,
-        sourceEntityId(context.event.rowKey),
-        JSON.stringify(alertContext),
-        [...users.map(() => 'user'), ...roles.map(() => 'role')],
-        [...users, ...roles],
-        config.boolean('resolve_prior', false),
-        context.rule.id,
-        expiresIn,
-      ],
-    });
+    const rows = await runCreateAlert(context.client, expiresIn, [
+      alertType,
+      severity,
+      title,
+      message,
+      `${entity.schemaName}.${entity.name}`,
+      sourceEntityId(context.event.rowKey),
+      JSON.stringify(alertContext),
+      [...users.map(() => 'user'), ...roles.map(() => 'role')],
+      [...users, ...roles],
+      config.boolean('resolve_prior', false),
+      context.rule.id,
+      expiresIn,
+    ]);
     const row = rows[0]!;
     if (row.missing.length > 0) {
       const list = row.missing.map((m) => `${m.type} ${m.id}`).join(', ');
       throw new ActionError(`create_alert: unknown recipients: ${list}`, { missing: row.missing });
     }
-    return { alert_id: row.id, recipients: Number(row.recipients), resolved_prior: Number(row.resolved) };
+    return {
+      alert_id: row.id,
+      alert_type: alertType,
+      severity,
+      recipients: Number(row.recipients),
+      resolved_prior: Number(row.resolved),
+      expires_date: row.expires_date?.toISOString() ?? null,
+    };
   },
 };
