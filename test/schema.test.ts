@@ -180,7 +180,8 @@ describe('the workflow schema', () => {
 
   it('creates core.users, core.roles and core.user_roles', async () => {
     const rows = await db.query<{ table_name: string; column_name: string }>(
-      `select table_name, column_name from information_schema.columns where table_schema = 'core'
+      `select table_name, column_name from information_schema.columns
+        where table_schema = 'core' and table_name in ('users', 'roles', 'user_roles')
         order by table_name, ordinal_position`,
     );
     expect(rows.map((row) => `${row.table_name}.${row.column_name}`)).toEqual([

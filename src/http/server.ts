@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { StaffApi, type StaffApiOptions } from './staff-api.js';
 
 export interface HttpServerOptions {
   readonly port: number;
@@ -10,6 +11,14 @@ export interface HttpServerOptions {
   readonly pool: pg.Pool;
   readonly engine: Engine | undefined;
   readonly logger: Logger;
+  /** The staff API's LISTEN connection; defaults to the pool's connectionString. */
+  readonly databaseUrl?: string;
+  readonly staffApi?: Pick<StaffApiOptions, 'authFailures' | 'heartbeatMs'>;
+}
+
+/** Request URLs without the event stream's ?access_token=, for logs. */
+function redactUrl(url: string | undefined): string | undefined {
+  return url?.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]');
 }
 
 function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
@@ -24,11 +33,20 @@ function sendJson(response: http.ServerResponse, status: number, body: unknown):
 /** rulebook's HTTP server: health and metrics; the staff API is mounted here too. */
 export class HttpServer {
   readonly #server: http.Server;
+  readonly #api: StaffApi;
 
   constructor(private readonly options: HttpServerOptions) {
+    const databaseUrl = options.databaseUrl ?? options.pool.options.connectionString;
+    if (!databaseUrl) throw new Error('HttpServer: give databaseUrl, or a pool made from a connectionString');
+    this.#api = new StaffApi({
+      ...options.staffApi,
+      pool: options.pool,
+      databaseUrl,
+      logger: options.logger,
+    });
     this.#server = http.createServer((request, response) => {
       this.#handle(request, response).catch((error: unknown) => {
-        options.logger.error({ err: error, url: request.url }, 'request failed');
+        options.logger.error({ err: error, url: redactUrl(request.url) }, 'request failed');
         if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
         else response.end();
       });
@@ -48,6 +66,7 @@ export class HttpServer {
   }
 
   async stop(): Promise<void> {
+    await this.#api.close();
     this.#server.closeIdleConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
@@ -56,6 +75,7 @@ export class HttpServer {
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (request.method === 'GET' && url.pathname === '/healthz') return this.#health(response);
     if (request.method === 'GET' && url.pathname === '/metrics') return this.#metrics(response);
+    if (await this.#api.handle(request, response, url)) return;
     sendJson(response, 404, { error: `no route for ${request.method} ${url.pathname}` });
   }
 

@@ -1,0 +1,168 @@
+import type http from 'node:http';
+import type pg from 'pg';
+import { ALERT_COLUMNS, LATEST_ACKNOWLEDGMENT, visibleTo, type StaffAlert } from '../alerts/staff-alerts.js';
+import { NotificationListener } from '../engine/notification-listener.js';
+import type { Logger } from '../logger.js';
+import type { Authenticator, Caller } from './auth.js';
+import { HttpError } from './respond.js';
+import type { RequestContext, Router } from './router.js';
+import { QueryParams, isUuid } from './validate.js';
+
+export interface AlertStreamOptions {
+  readonly pool: pg.Pool;
+  readonly databaseUrl: string;
+  readonly logger: Logger;
+  readonly auth: Authenticator;
+  /** Comments that keep proxies from closing an idle stream; the token is checked again each time. */
+  readonly heartbeatMs?: number;
+}
+
+interface Client {
+  readonly caller: Caller;
+  readonly response: http.ServerResponse;
+  timer?: NodeJS.Timeout;
+}
+
+const CHANNEL = 'rulebook_alerts';
+
+/** Open streams per person: a few tabs and devices, not a flood that a stolen token could open. */
+export const MAX_STREAMS_PER_USER = 20;
+
+/**
+ * GET /api/alerts/stream: server-sent events for the caller's new and changed alerts.
+ *
+ * One LISTEN connection per server, opened with the first stream and reconnecting by itself, hears
+ * every alert id that create_alert and the staff API send on rulebook_alerts. For each, one query
+ * finds which of the connected people may see the alert, and each of their streams gets
+ * `event: alert` with the alert as JSON. A NOTIFY is only a hint: after the listener reconnects,
+ * streams get `event: resync`, since whatever was sent meanwhile is lost and the page should
+ * reload its list. When the token behind a stream is revoked or expires, the stream gets
+ * `event: signed-out` and ends.
+ */
+export class AlertStream {
+  readonly #clients = new Set<Client>();
+  readonly #logger: Logger;
+  #listener: NotificationListener | undefined;
+  #listening: Promise<void> | undefined;
+  #listeningDone = false;
+  #dispatching: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(private readonly options: AlertStreamOptions) {
+    this.#logger = options.logger.child({ component: 'alert-stream' });
+  }
+
+  register(router: Router): void {
+    // EventSource cannot send an Authorization header, so this route alone also reads ?access_token=.
+    router.get(
+      '/api/alerts/stream',
+      this.options.auth.guard((context, caller) => this.#open(context, caller), { queryToken: true }),
+    );
+  }
+
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const client of this.#clients) this.#drop(client, true);
+    await this.#listening?.catch(() => {});
+    await this.#listener?.stop();
+    await this.#dispatching;
+  }
+
+  async #open({ url, request, response }: RequestContext, caller: Caller): Promise<void> {
+    new QueryParams(url, ['access_token']);
+    if (this.#closed) throw new HttpError(503, 'the server is shutting down; reconnect in a moment');
+    const open = [...this.#clients].filter((client) => client.caller.userId === caller.userId).length;
+    if (open >= MAX_STREAMS_PER_USER) {
+      throw new HttpError(429, `you already have ${open} open alert streams; close some tabs first`, {
+        'retry-after': '30',
+      });
+    }
+    await this.#listen();
+    response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      'x-content-type-options': 'nosniff',
+    });
+    response.write(`retry: 3000\n: signed in as ${caller.email ?? caller.userId}\n\n`);
+    const client: Client = { caller, response };
+    client.timer = setInterval(() => void this.#heartbeat(client), this.options.heartbeatMs ?? 15_000);
+    this.#clients.add(client);
+    request.once('close', () => this.#drop(client));
+    response.once('close', () => this.#drop(client));
+  }
+
+  #listen(): Promise<void> {
+    this.#listening ??= (async () => {
+      this.#listener = new NotificationListener({
+        databaseUrl: this.options.databaseUrl,
+        channels: [CHANNEL],
+        logger: this.#logger,
+        onNotification: (_channel, payload) => {
+          this.#dispatching = this.#dispatching
+            .then(() => this.#dispatch(payload))
+            .catch((error: unknown) =>
+              this.#logger.error({ err: error, alertId: payload }, 'alert event failed'),
+            );
+        },
+        onConnected: () => {
+          if (this.#listeningDone) this.#broadcast('resync', '{}');
+        },
+      });
+      await this.#listener.start();
+      this.#listeningDone = true;
+    })();
+    return this.#listening;
+  }
+
+  async #dispatch(alertId: string): Promise<void> {
+    if (!isUuid(alertId) || this.#clients.size === 0) return;
+    const viewers = [...new Set([...this.#clients].map((client) => client.caller.userId))];
+    const { rows } = await this.options.pool.query<StaffAlert & { viewer: string }>(
+      `select u.user_id::text as viewer, ${ALERT_COLUMNS}
+         from unnest($2::uuid[]) as u (user_id)
+         join workflow.alerts a on a.id = $1
+         ${LATEST_ACKNOWLEDGMENT}
+        where ${visibleTo('u.user_id')}`,
+      [alertId, viewers],
+    );
+    for (const { viewer, ...alert } of rows) {
+      const data = JSON.stringify(alert);
+      for (const client of this.#clients) {
+        if (client.caller.userId === viewer) this.#send(client, 'alert', data);
+      }
+    }
+  }
+
+  async #heartbeat(client: Client): Promise<void> {
+    client.response.write(': heartbeat\n\n');
+    const valid = await this.options.auth.stillValid(client.caller.tokenId).catch(() => true);
+    if (!valid && this.#clients.has(client)) {
+      this.#send(
+        client,
+        'signed-out',
+        JSON.stringify({ error: 'this token is no longer valid; sign in again' }),
+      );
+      this.#drop(client, true);
+    }
+  }
+
+  #broadcast(event: string, data: string): void {
+    for (const client of this.#clients) this.#send(client, event, data);
+  }
+
+  #send(client: Client, event: string, data: string): void {
+    client.response.write(`event: ${event}\ndata: ${data}\n\n`);
+  }
+
+  #drop(client: Client, end = false): void {
+    clearInterval(client.timer);
+    this.#clients.delete(client);
+    if (end && !client.response.writableEnded) client.response.end();
+  }
+}
