@@ -1,4 +1,15 @@
 #!/usr/bin/env node
+import {
+  DEFAULT_EXPIRY,
+  createToken,
+  formatDate,
+  isTokenReference,
+  listTokens,
+  parseDuration,
+  revokeToken,
+  tokenTable,
+} from './admin/tokens.js';
+import { addRole, addUser } from './admin/users.js';
 import { loadConfig, ConfigError } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
@@ -15,6 +26,17 @@ Usage:
   rulebook migrate          apply pending sql/ migrations to DATABASE_URL
   rulebook events retry <id>    put a failed or dead event back in the queue
   rulebook events retry --dead  put every dead event back in the queue
+  rulebook role add <name>  add a role (core.roles)
+  rulebook user add --email <address> --name <name> [--role <role>]...
+                            add a person (core.users) and their role memberships; each role must
+                            exist already
+  rulebook token create --user <email> [--name <label>] [--expires <30d|12h|2w|never>]
+                            issue an API token for the staff page and API (default expiry ${DEFAULT_EXPIRY});
+                            the token is printed once, as the last line, and only its hash is kept
+  rulebook token list [--user <email>]
+                            tokens with their state (active, expired, revoked); never the secrets
+  rulebook token revoke <token id | token>
+                            revoke a token at once
   rulebook --help           show this help
 
 Environment:
@@ -96,6 +118,141 @@ async function eventsCommand(args: string[]): Promise<void> {
   }
 }
 
+/** `--name value` or `--name=value` options and positional arguments; every option takes a value. */
+function parseArgs(
+  command: string,
+  args: string[],
+  known: readonly string[],
+  repeatable: readonly string[] = [],
+): { options: Map<string, string[]>; positional: string[] } {
+  const options = new Map<string, string[]>();
+  const positional: string[] = [];
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const equals = arg.indexOf('=');
+    const name = equals < 0 ? arg : arg.slice(0, equals);
+    if (!known.includes(name)) throw new UsageError(`${command} does not know ${name}`);
+    const value = equals < 0 ? args[++index] : arg.slice(equals + 1);
+    if (value === undefined || value === '' || (equals < 0 && value.startsWith('--'))) {
+      throw new UsageError(`${command}: ${name} needs a value`);
+    }
+    const values = options.get(name) ?? [];
+    if (values.length > 0 && !repeatable.includes(name))
+      throw new UsageError(`${command}: ${name} is given twice`);
+    options.set(name, [...values, value]);
+  }
+  return { options, positional };
+}
+
+/** Runs `work` on a connection to the configured database. */
+async function withDatabase<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const database = await openDatabase(loadConfig());
+  const client = new pg.Client({ connectionString: database.url });
+  try {
+    await client.connect();
+    return await work(client);
+  } finally {
+    await client.end().catch(() => {});
+    await database.close();
+  }
+}
+
+async function roleCommand(args: string[]): Promise<void> {
+  const [action, name, ...extra] = args;
+  if (action !== 'add' || name === undefined || name.startsWith('--') || extra.length > 0) {
+    throw new UsageError('usage: rulebook role add <name>');
+  }
+  const role = await withDatabase((client) => addRole(client, name));
+  console.log(`rulebook: added role "${role.name}" (${role.id})`);
+}
+
+async function userCommand(args: string[]): Promise<void> {
+  const [action, ...rest] = args;
+  const usage = 'usage: rulebook user add --email <address> --name <name> [--role <role>]...';
+  if (action !== 'add') throw new UsageError(usage);
+  const { options, positional } = parseArgs('user add', rest, ['--email', '--name', '--role'], ['--role']);
+  const email = options.get('--email')?.[0];
+  const name = options.get('--name')?.[0];
+  if (positional.length > 0) throw new UsageError(`user add does not take ${positional.join(' ')}; ${usage}`);
+  if (email === undefined || name === undefined)
+    throw new UsageError(`user add needs --email and --name; ${usage}`);
+  const user = await withDatabase((client) =>
+    addUser(client, { email, name, roles: options.get('--role') ?? [] }),
+  );
+  const roles =
+    user.roles.length > 0
+      ? ` with ${user.roles.length === 1 ? 'role' : 'roles'} ${user.roles.join(', ')}`
+      : '';
+  console.log(`rulebook: added user ${user.email} (${user.id})${roles}`);
+}
+
+async function tokenCommand(args: string[]): Promise<void> {
+  const [action, ...rest] = args;
+  switch (action) {
+    case 'create': {
+      const { options, positional } = parseArgs('token create', rest, ['--user', '--name', '--expires']);
+      const email = options.get('--user')?.[0];
+      if (email === undefined || positional.length > 0) {
+        throw new UsageError(
+          'usage: rulebook token create --user <email> [--name <label>] [--expires <30d|never>]',
+        );
+      }
+      const expires = options.get('--expires')?.[0] ?? DEFAULT_EXPIRY;
+      const expiresInMs = parseDuration(expires);
+      if (expiresInMs === undefined) {
+        throw new UsageError(
+          `--expires takes a number and a unit (m, h, d or w), such as 30d or 12h, or "never"; got "${expires}"`,
+        );
+      }
+      const name = options.get('--name')?.[0];
+      const created = await withDatabase((client) => createToken(client, { email, name, expiresInMs }));
+      console.log(
+        `rulebook: token ${created.id}${created.name ? ` "${created.name}"` : ''} for ${created.userEmail}, ` +
+          (created.expiresAt ? `expires ${formatDate(created.expiresAt)}` : 'never expires'),
+      );
+      console.log('rulebook: copy it now; it is not stored and cannot be shown again:');
+      console.log(created.token);
+      return;
+    }
+    case 'list': {
+      const { options, positional } = parseArgs('token list', rest, ['--user']);
+      if (positional.length > 0) throw new UsageError('usage: rulebook token list [--user <email>]');
+      const email = options.get('--user')?.[0];
+      const tokens = await withDatabase((client) => listTokens(client, { email }));
+      if (tokens.length === 0) {
+        console.log(`rulebook: no tokens${email ? ` for ${email}` : ''}`);
+        return;
+      }
+      for (const line of tokenTable(tokens)) console.log(line);
+      return;
+    }
+    case 'revoke': {
+      const [reference, ...extra] = rest;
+      if (reference === undefined || extra.length > 0)
+        throw new UsageError('usage: rulebook token revoke <token id | token>');
+      if (!isTokenReference(reference)) {
+        throw new UsageError(`"${reference}" is neither a token id (a uuid) nor a token (rbk_...)`);
+      }
+      const revoked = await withDatabase((client) => revokeToken(client, reference));
+      const label = `token ${revoked.id}${revoked.name ? ` "${revoked.name}"` : ''} of ${revoked.userEmail}`;
+      console.log(
+        revoked.alreadyRevokedAt
+          ? `rulebook: ${label} was already revoked on ${formatDate(revoked.alreadyRevokedAt)}`
+          : `rulebook: revoked ${label}`,
+      );
+      return;
+    }
+    default:
+      throw new UsageError(
+        'usage: rulebook token create --user <email> [--name N] [--expires 30d] | token list [--user <email>] | token revoke <id | token>',
+      );
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -107,6 +264,12 @@ async function main(argv: string[]): Promise<void> {
       return startCommand(rest);
     case 'events':
       return eventsCommand(rest);
+    case 'role':
+      return roleCommand(rest);
+    case 'user':
+      return userCommand(rest);
+    case 'token':
+      return tokenCommand(rest);
     case 'migrate':
       if (rest.length > 0) throw new UsageError(`migrate takes no arguments, got: ${rest.join(' ')}`);
       return migrateCommand();

@@ -19,6 +19,18 @@ export interface Config {
     readonly maxAttempts: number;
     readonly maxChainDepth: number;
   };
+  /** The delivery worker: e-mail, SMS, push and webhook deliveries. */
+  readonly delivery: {
+    /** SMTP_URL (smtp:// or smtps://); without it e-mail deliveries fail. */
+    readonly smtpUrl: string | undefined;
+    readonly smtpFrom: string;
+    readonly smsProviderUrl: string | undefined;
+    readonly pushProviderUrl: string | undefined;
+    /** Signs webhooks without a secret of their own, and SMS and push provider requests. */
+    readonly webhookSecret: string | undefined;
+    readonly maxAttempts: number;
+    readonly pollIntervalMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -41,6 +53,34 @@ function parsePositiveInt(name: string, value: string | undefined, fallback: num
     throw new ConfigError(`${name} must be a whole number of at least 1, got "${value}"`);
   }
   return number;
+}
+
+/** An optional URL whose scheme is one of `protocols`; credentials are masked in the error. */
+function parseUrl(name: string, value: string | undefined, protocols: readonly string[]): string | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !protocols.includes(url.protocol)) {
+    const shown = text.replace(/\/\/[^@/]*@/, '//***@');
+    throw new ConfigError(
+      `${name} must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}, got "${shown}"`,
+    );
+  }
+  return text;
+}
+
+function parseFrom(name: string, value: string | undefined, fallback: string): string {
+  const text = value?.trim();
+  if (!text) return fallback;
+  if (!/^[^\s@<>]+@[^\s@<>]+$/.test(text) && !/<[^\s@<>]+@[^\s@<>]+>$/.test(text)) {
+    throw new ConfigError(`${name} must be an e-mail address or "Name <address>", got "${text}"`);
+  }
+  return text;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -69,6 +109,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       leaseSeconds: parsePositiveInt('RULEBOOK_LEASE_SECONDS', env.RULEBOOK_LEASE_SECONDS, 30),
       maxAttempts: parsePositiveInt('RULEBOOK_MAX_ATTEMPTS', env.RULEBOOK_MAX_ATTEMPTS, 5),
       maxChainDepth: parsePositiveInt('RULEBOOK_MAX_CHAIN_DEPTH', env.RULEBOOK_MAX_CHAIN_DEPTH, 10),
+    }),
+    delivery: Object.freeze({
+      smtpUrl: parseUrl('SMTP_URL', env.SMTP_URL, ['smtp:', 'smtps:']),
+      smtpFrom: parseFrom('SMTP_FROM', env.SMTP_FROM, 'rulebook@localhost'),
+      smsProviderUrl: parseUrl('SMS_PROVIDER_URL', env.SMS_PROVIDER_URL, ['http:', 'https:']),
+      pushProviderUrl: parseUrl('PUSH_PROVIDER_URL', env.PUSH_PROVIDER_URL, ['http:', 'https:']),
+      webhookSecret: env.WEBHOOK_SECRET || undefined,
+      maxAttempts: parsePositiveInt('DELIVERY_MAX_ATTEMPTS', env.DELIVERY_MAX_ATTEMPTS, 5),
+      pollIntervalMs: parsePositiveInt('DELIVERY_POLL_INTERVAL_MS', env.DELIVERY_POLL_INTERVAL_MS, 1000),
     }),
   });
 }

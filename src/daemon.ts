@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
+import { DeliveryWorker } from './delivery/delivery-worker.js';
 import { Engine } from './engine/engine.js';
 import { HttpServer } from './http/server.js';
 import type { Logger } from './logger.js';
@@ -40,6 +41,10 @@ export async function startDaemon(
     const engine = new Engine({ databaseUrl: database.url, logger, ...config.engine });
     await engine.start();
     cleanups.push(() => engine.stop());
+
+    const deliveries = new DeliveryWorker({ databaseUrl: database.url, logger, ...config.delivery });
+    await deliveries.start();
+    cleanups.push(() => deliveries.stop());
 
     let http: HttpServer | undefined;
     if (options.http) {

@@ -1,5 +1,10 @@
+import { allocateInventory } from './allocate-inventory.js';
 import { createAlert } from './create-alert.js';
+import { sendEmail } from './send-email.js';
+import { sendNotification } from './send-notification.js';
 import type { ActionHandler } from './types.js';
+import { updateField } from './update-field.js';
+import { webhook } from './webhook.js';
 
 /** The action types rulebook can run, by the name rules use in action_type. */
 export class ActionRegistry {
@@ -23,5 +28,12 @@ export class ActionRegistry {
 }
 
 export function defaultActions(): ActionRegistry {
-  return new ActionRegistry([createAlert]);
+  return new ActionRegistry([
+    createAlert,
+    allocateInventory,
+    updateField,
+    sendEmail,
+    sendNotification,
+    webhook,
+  ]);
 }

