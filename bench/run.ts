@@ -26,7 +26,9 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
 const USAGE = `usage: npm run bench -- [--only ${Object.keys(MODULES).join(',')}] [--quick]
 
   --only NAMES  run only these benchmarks (comma-separated; default: all)
-  --quick       short runs, for smoke testing; the figures are not meant to be quoted`;
+  --quick       short runs, for smoke testing; the figures are not meant to be quoted
+
+A complete run writes bench/RESULTS.md; --only or --quick write bench/RESULTS.partial.md (untracked).`;
 
 interface Options {
   readonly modules: readonly string[];
@@ -161,7 +163,10 @@ async function main(): Promise<void> {
       `- Sections: ${options.modules.join(', ')}`,
     ].join('\n');
     const markdown = [header, ...sections.map((s) => `## ${s.title}\n\n${s.markdown}`)].join('\n\n') + '\n';
-    const file = path.join(packageRoot(), 'bench', 'RESULTS.md');
+    // bench/RESULTS.md holds one complete run, so that every figure in it shares a server and a
+    // machine state; partial and quick runs go next to it, untracked.
+    const complete = !options.quick && options.modules.length === Object.keys(MODULES).length;
+    const file = path.join(packageRoot(), 'bench', complete ? 'RESULTS.md' : 'RESULTS.partial.md');
     fs.writeFileSync(file, markdown);
     log(`wrote ${path.relative(process.cwd(), file) || file}`);
   } catch (error) {
