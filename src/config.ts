@@ -31,6 +31,11 @@ export interface Config {
     readonly maxAttempts: number;
     readonly pollIntervalMs: number;
   };
+  /** Scheduled rules run in every daemon; their rule changes are checked at engine.pollIntervalMs. */
+  readonly scheduler: {
+    /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
+    readonly maintenanceIntervalMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -118,6 +123,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       webhookSecret: env.WEBHOOK_SECRET || undefined,
       maxAttempts: parsePositiveInt('DELIVERY_MAX_ATTEMPTS', env.DELIVERY_MAX_ATTEMPTS, 5),
       pollIntervalMs: parsePositiveInt('DELIVERY_POLL_INTERVAL_MS', env.DELIVERY_POLL_INTERVAL_MS, 1000),
+    }),
+    scheduler: Object.freeze({
+      maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
     }),
   });
 }

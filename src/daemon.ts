@@ -6,6 +6,8 @@ import { DeliveryWorker } from './delivery/delivery-worker.js';
 import { Engine } from './engine/engine.js';
 import { HttpServer } from './http/server.js';
 import type { Logger } from './logger.js';
+import { MaintenanceJobs } from './scheduler/maintenance.js';
+import { Scheduler } from './scheduler/scheduler.js';
 
 export interface DaemonOptions {
   readonly http: boolean;
@@ -13,12 +15,17 @@ export interface DaemonOptions {
 
 export interface RunningDaemon {
   readonly engine: Engine;
+  readonly scheduler: Scheduler;
+  readonly maintenance: MaintenanceJobs;
   readonly http: HttpServer | undefined;
   readonly database: Database;
   stop(): Promise<void>;
 }
 
-/** Opens the database, applies pending migrations, then runs the engine and the HTTP server. */
+/**
+ * Opens the database, applies pending migrations, then runs the engine, the scheduler of scheduled
+ * rules, the maintenance jobs, the delivery worker and the HTTP server.
+ */
 export async function startDaemon(
   config: Config,
   logger: Logger,
@@ -42,6 +49,22 @@ export async function startDaemon(
     await engine.start();
     cleanups.push(() => engine.stop());
 
+    const scheduler = new Scheduler({
+      databaseUrl: database.url,
+      logger,
+      pollIntervalMs: config.engine.pollIntervalMs,
+    });
+    await scheduler.start();
+    cleanups.push(() => scheduler.stop());
+
+    const maintenance = new MaintenanceJobs({
+      databaseUrl: database.url,
+      logger,
+      intervalMs: config.scheduler.maintenanceIntervalMs,
+    });
+    maintenance.start();
+    cleanups.push(() => maintenance.stop());
+
     const deliveries = new DeliveryWorker({ databaseUrl: database.url, logger, ...config.delivery });
     await deliveries.start();
     cleanups.push(() => deliveries.stop());
@@ -56,7 +79,7 @@ export async function startDaemon(
       const server = http;
       cleanups.push(() => server.stop());
     }
-    return { engine, http, database, stop };
+    return { engine, scheduler, maintenance, http, database, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -330,7 +330,7 @@ describe('registration mistakes get clear errors and store nothing', () => {
     expect(stored!.type).toBe('view');
     expect(await captureTriggers('sales.open_orders')).toEqual([]);
     expect(await captureFilters(id)).toEqual([]);
-    await addRule(id, 'nightly open orders', 'scheduled');
+    await addRule(id, 'nightly open orders', 'scheduled', { schedule: '0 2 * * *' });
     expect(await captureFilters(id)).toEqual([]);
   });
 });

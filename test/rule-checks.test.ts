@@ -436,7 +436,10 @@ describe('automation rules', () => {
       name: 'Nightly open orders',
       entity: 'open_orders',
       trigger: 'scheduled',
-      conditions: conditions({ field_name: 'status', operator: 'equals', value: 'new' }),
+      conditions: {
+        schedule: '0 2 * * *',
+        field_conditions: [{ field_name: 'status', operator: 'equals', value: 'new' }],
+      },
     });
   });
 
