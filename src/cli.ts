@@ -21,8 +21,9 @@ const HELP = `rulebook: a Postgres-native rule engine
 
 Usage:
   rulebook start [--no-http]
-                            apply pending migrations, then run the engine and the HTTP server
-                            (--no-http: the engine alone)
+                            apply pending migrations, then run the engine, the scheduler of
+                            scheduled rules, the delivery worker, the maintenance job and the HTTP
+                            server (--no-http: all but the HTTP server)
   rulebook migrate          apply pending sql/ migrations to DATABASE_URL
   rulebook events retry <id>    put a failed or dead event back in the queue
   rulebook events retry --dead  put every dead event back in the queue
@@ -51,6 +52,14 @@ Environment:
   RULEBOOK_LEASE_SECONDS    how long a stalled claim holds its events (default 30)
   RULEBOOK_MAX_ATTEMPTS     failed attempts before an event is dead (default 5)
   RULEBOOK_MAX_CHAIN_DEPTH  rule executions that may cause each other in a chain (default 10)
+  SMTP_URL                  smtp:// or smtps:// server for e-mail deliveries (unset: e-mail fails)
+  SMTP_FROM                 sender address of e-mail (default rulebook@localhost)
+  SMS_PROVIDER_URL          http(s) endpoint that receives sms deliveries (unset: sms fails)
+  PUSH_PROVIDER_URL         http(s) endpoint that receives push deliveries (unset: push fails)
+  WEBHOOK_SECRET            default HMAC-SHA256 secret for webhooks and provider requests
+  DELIVERY_MAX_ATTEMPTS     attempts before a delivery is failed (default 5)
+  DELIVERY_POLL_INTERVAL_MS how often the delivery worker looks for due deliveries (default 1000)
+  MAINTENANCE_INTERVAL_MS   how often alerts expire and reservations lapse (default 60000)
 `;
 
 export class UsageError extends Error {

@@ -148,6 +148,46 @@ describe('update_field on the triggering row', () => {
       { aisle: 'B', shelf: 1, label: 'B-1' },
     ]);
   });
+
+  it("treats the rule's own table as the triggering row, named with or without its schema", async () => {
+    const ruleId = await createRule(db, {
+      name: 'own table by name',
+      entity: 'sales.orders',
+      trigger: 'on_create',
+      conditions: [{ field_name: 'label', operator: 'equals', value: 'by-name' }],
+      actions: [
+        {
+          name: 'bare',
+          config: { action_type: 'update_field', target_entity: 'orders', field: 'status', value: 'bare' },
+        },
+        {
+          name: 'qualified',
+          config: {
+            action_type: 'update_field',
+            target_entity: 'sales.orders',
+            field: 'sku',
+            value: 'qualified',
+          },
+        },
+      ],
+    });
+    engine = await startEngine(db);
+    await db.query(`insert into sales.orders (order_number, label) values ('SO-X', 'other')`);
+    await db.query(`insert into sales.orders (order_number, label) values ('SO-2', 'by-name')`);
+    const [execution] = await waitForExecutions(ruleId);
+    expect(execution!.status).toBe('success');
+    expect(execution!.actions_executed.map((a) => [a.name, a.result?.updated])).toEqual([
+      ['bare', 1],
+      ['qualified', 1],
+    ]);
+    const rows = await db.query(
+      `select order_number, status, sku from sales.orders where order_number in ('SO-2', 'SO-X') order by 1`,
+    );
+    expect(rows).toEqual([
+      { order_number: 'SO-2', status: 'bare', sku: 'qualified' },
+      { order_number: 'SO-X', status: 'new', sku: null },
+    ]);
+  });
 });
 
 describe('update_field on another entity', () => {

@@ -176,7 +176,8 @@ export const updateField: ActionHandler = {
         const conditionColumn = requireColumn(relation, condition.field, 'config.where field_name', ACTION);
         conditions.push(conditionSql(conditionColumn, condition, parameters));
       }
-    } else if (entityName !== undefined && entityName !== ownEntity) {
+    } else if (entityName !== undefined && `${relation.schema}.${relation.name}` !== ownEntity) {
+      // Named either way ("orders" or "sales.orders"), the rule's own table means the triggering row.
       throw new ActionError(`${ACTION}: config.where is required with config.target_entity`);
     } else {
       const key = Object.entries(context.event.rowKey);
