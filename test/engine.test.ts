@@ -261,6 +261,123 @@ describe('ordered actions', () => {
     expect(await db.query(`select label from test_log`)).toEqual([]);
   });
 
+  it('roll back only the action that fails with a database error; the rest of its batch commits once', async () => {
+    await db.query(`delete from test_log`);
+    await db.query(`alter table test_log add column if not exists txid bigint default txid_current()`);
+    const continuing = await createRule(db, {
+      name: 'Price from the order number',
+      entity: 'sales.orders',
+      trigger: 'on_update',
+      conditions: [{ field_name: 'status', operator: 'changed_to', value: 'priced' }],
+      actions: [
+        { name: 'before', order: 1, config: { action_type: 'test_log', label: 'before {{order_number}}' } },
+        {
+          name: 'price',
+          order: 2,
+          config: { action_type: 'update_field', field: 'amount', value: '{{order_number}}' },
+        },
+        { name: 'after', order: 3, config: { action_type: 'test_log', label: 'after {{order_number}}' } },
+      ],
+    });
+    const stopping = await createRule(db, {
+      name: 'Count from the order number',
+      entity: 'sales.orders',
+      trigger: 'on_update',
+      conditions: [{ field_name: 'status', operator: 'changed_to', value: 'priced' }],
+      actions: [
+        {
+          name: 'count',
+          order: 1,
+          config: { action_type: 'update_field', field: 'n', value: '{{order_number}}', on_error: 'stop' },
+        },
+        { name: 'counted', order: 2, config: { action_type: 'test_log', label: 'counted {{order_number}}' } },
+      ],
+    });
+    // Six events committed together, so that one claim takes them all; the fourth one's order
+    // number is not a number, so its update_field actions fail in the database (22P02).
+    const numbers = ['701', '702', '703', 'BAD-704', '705', '706'];
+    await db.query(`insert into sales.orders (order_number) select unnest($1::text[])`, [numbers]);
+    await db.query(`update sales.orders set status = 'priced' where order_number = any($1)`, [numbers]);
+    engine = await startEngine(db, { concurrency: 1 });
+
+    const [priced, counted] = await waitFor('both rules to run for every event', async () => {
+      const [a, b] = [await executionsOf(continuing), await executionsOf(stopping)];
+      return a.length >= 6 && b.length >= 6 && (await drained()) ? [a, b] : undefined;
+    });
+    const byOrder = (rows: typeof priced) =>
+      new Map(rows.map((row) => [(row.trigger_data.new as { order_number: string }).order_number, row]));
+    expect(priced).toHaveLength(6);
+    expect(counted).toHaveLength(6);
+    for (const [number, execution] of byOrder(priced)) {
+      const statuses = execution.actions_executed.map((a) => [a.name, a.status]);
+      if (number === 'BAD-704') {
+        expect(execution.status).toBe('partial');
+        expect(execution.error_message).toMatch(
+          /action "price": update_field: could not set sales\.orders\.amount/,
+        );
+        expect(statuses).toEqual([
+          ['before', 'success'],
+          ['price', 'failed'],
+          ['after', 'success'],
+        ]);
+      } else {
+        expect(execution.status).toBe('success');
+        expect(statuses).toEqual([
+          ['before', 'success'],
+          ['price', 'success'],
+          ['after', 'success'],
+        ]);
+      }
+    }
+    for (const [number, execution] of byOrder(counted)) {
+      expect(execution.status).toBe(number === 'BAD-704' ? 'failed' : 'success');
+      expect(execution.actions_executed.map((a) => [a.name, a.status])).toEqual(
+        number === 'BAD-704'
+          ? [
+              ['count', 'failed'],
+              ['counted', 'skipped'],
+            ]
+          : [
+              ['count', 'success'],
+              ['counted', 'success'],
+            ],
+      );
+    }
+
+    const orders = await db.query<{ order_number: string; amount: string | null; n: number }>(
+      `select order_number, amount, n from sales.orders where order_number = any($1) order by order_number`,
+      [numbers],
+    );
+    expect(orders).toEqual(
+      [...numbers]
+        .sort()
+        .map((number) =>
+          number === 'BAD-704'
+            ? { order_number: number, amount: null, n: 0 }
+            : { order_number: number, amount: `${number}.00`, n: Number(number) },
+        ),
+    );
+    // Each action's row once: the failing action's neighbours kept, nothing doubled by the rerun.
+    const log = await db.query<{ label: string; txid: string }>(`select label, txid from test_log`);
+    expect(log.map((row) => row.label).sort()).toEqual(
+      numbers
+        .flatMap((number) =>
+          number === 'BAD-704'
+            ? [`before ${number}`, `after ${number}`]
+            : [`before ${number}`, `after ${number}`, `counted ${number}`],
+        )
+        .sort(),
+    );
+    // One batch, one transaction: the failure did not split the batch into one transaction per event.
+    expect(new Set(log.map((row) => row.txid)).size).toBe(1);
+    // Counted once, for the committed run only.
+    expect(engine.metrics.eventsProcessed.value()).toBe(6);
+    expect(engine.metrics.eventsFailed.value('pending') + engine.metrics.eventsFailed.value('dead')).toBe(0);
+    expect(engine.metrics.executions.value('success')).toBe(10);
+    expect(engine.metrics.executions.value('partial')).toBe(1);
+    expect(engine.metrics.executions.value('failed')).toBe(1);
+  });
+
   it('records an unknown action type as a failed action, naming the known ones', async () => {
     const ruleId = await createRule(db, {
       name: 'Typo',

@@ -4,25 +4,34 @@ import { ActionError, type ActionContext, type ActionHandler } from './types.js'
 
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 
-// One statement: checks the recipients exist, resolves earlier alerts, writes the alert and its
-// recipients and wakes open pages. Nothing is written when a recipient is unknown.
-const CREATE_ALERT = `
+// One statement: checks the recipients exist, resolves earlier alerts (when asked), writes the alert
+// and its recipients and wakes open pages. Nothing is written when a recipient is unknown.
+//
+// It is prepared and planned once per connection, which takes a generic plan that is no dearer than
+// the plans made for each call's values: hence two statements rather than resolve_prior as a
+// parameter (the plan for "no" would be far cheaper), and recipients as a jsonb list rather than
+// arrays (whose length the planner reads from the values).
+function createAlertSql(resolvePrior: boolean): string {
+  const resolved = resolvePrior
+    ? `
+), resolved as (
+  update workflow.alerts set status = 'resolved'
+   where not exists (select 1 from missing)
+     and alert_type = $1 and source_entity_id is not distinct from $6::uuid and source_entity_name = $5
+     and status in ('active', 'acknowledged')
+  returning id`
+    : '';
+  return `
 with wanted as (
-  select * from unnest($8::text[], $9::uuid[]) as w (recipient_type, recipient_id)
+  select * from jsonb_to_recordset($8::jsonb) as w (recipient_type text, recipient_id uuid)
 ), missing as (
   select w.recipient_type, w.recipient_id from wanted w
    where (w.recipient_type = 'user' and not exists (select 1 from core.users u where u.id = w.recipient_id))
-      or (w.recipient_type = 'role' and not exists (select 1 from core.roles r where r.id = w.recipient_id))
-), resolved as (
-  update workflow.alerts set status = 'resolved'
-   where $10::boolean and not exists (select 1 from missing)
-     and alert_type = $1 and source_entity_id is not distinct from $6::uuid and source_entity_name = $5
-     and status in ('active', 'acknowledged')
-  returning id
+      or (w.recipient_type = 'role' and not exists (select 1 from core.roles r where r.id = w.recipient_id))${resolved}
 ), alert as (
   insert into workflow.alerts (alert_type, severity, title, message, context, source_entity_name,
                               source_entity_id, source_rule_id, expires_date)
-  select $1, $2, $3, $4, $7::jsonb, $5, $6::uuid, $11::uuid, now() + $12::interval
+  select $1, $2, $3, $4, $7::jsonb, $5, $6::uuid, $9::uuid, now() + $10::interval
    where not exists (select 1 from missing)
   returning id, expires_date
 ), recipients as (
@@ -32,11 +41,15 @@ with wanted as (
 )
 select (select id from alert) as id,
        (select expires_date from alert) as expires_date,
-       (select count(*) from resolved) as resolved,
+       ${resolvePrior ? '(select count(*) from resolved)' : '0::bigint'} as resolved,
        (select count(*) from recipients) as recipients,
        (select coalesce(jsonb_agg(jsonb_build_object('type', recipient_type, 'id', recipient_id)), '[]')
           from missing) as missing,
        (select pg_notify('rulebook_alerts', id::text) from alert) as notified`;
+}
+
+const CREATE_ALERT = { name: 'rulebook.create_alert', text: createAlertSql(false) };
+const CREATE_ALERT_RESOLVING = { name: 'rulebook.create_alert_resolving', text: createAlertSql(true) };
 
 interface CreateAlertRow {
   id: string | null;
@@ -48,12 +61,13 @@ interface CreateAlertRow {
 
 async function runCreateAlert(
   client: pg.ClientBase,
+  resolvePrior: boolean,
   expiresIn: string | null,
   values: unknown[],
 ): Promise<CreateAlertRow[]> {
   try {
-    return (await client.query<CreateAlertRow>({ name: 'rulebook.create_alert', text: CREATE_ALERT, values }))
-      .rows;
+    const statement = resolvePrior ? CREATE_ALERT_RESOLVING : CREATE_ALERT;
+    return (await client.query<CreateAlertRow>({ ...statement, values })).rows;
   } catch (error) {
     // Class 22 here can only be expires_in, the one value the statement parses.
     const code = (error as { code?: unknown }).code;
@@ -99,7 +113,8 @@ export const createAlert: ActionHandler = {
     const alertContext = config.has('context') ? context.renderValue(config.raw('context')) : {};
     const expiresIn = config.optionalString('expires_in') ?? null;
     const entity = context.rule.entity;
-    const rows = await runCreateAlert(context.client, expiresIn, [
+    const resolvePrior = config.boolean('resolve_prior', false);
+    const rows = await runCreateAlert(context.client, resolvePrior, expiresIn, [
       alertType,
       severity,
       title,
@@ -107,9 +122,10 @@ export const createAlert: ActionHandler = {
       `${entity.schemaName}.${entity.name}`,
       sourceEntityId(context.event.rowKey),
       JSON.stringify(alertContext),
-      [...users.map(() => 'user'), ...roles.map(() => 'role')],
-      [...users, ...roles],
-      config.boolean('resolve_prior', false),
+      JSON.stringify([
+        ...users.map((id) => ({ recipient_type: 'user', recipient_id: id })),
+        ...roles.map((id) => ({ recipient_type: 'role', recipient_id: id })),
+      ]),
       context.rule.id,
       expiresIn,
     ]);

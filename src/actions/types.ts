@@ -2,7 +2,10 @@ import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../engine/types.js';
 
-/** What an action sees while it runs: it runs inside the event's transaction, in its own savepoint. */
+/**
+ * What an action sees while it runs: it runs inside the event's transaction, and if it fails, its
+ * writes are rolled back alone (the engine runs it again in a savepoint when it must).
+ */
 export interface ActionContext {
   readonly client: pg.ClientBase;
   readonly event: CapturedEvent;

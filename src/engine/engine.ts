@@ -3,8 +3,8 @@ import os from 'node:os';
 import pg from 'pg';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
-import { claimEvents, completeEvents, failEvent, type ExecutionRecord } from './event-queue.js';
-import { EventExecutor } from './executor.js';
+import { claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
+import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
 import { NotificationListener } from './notification-listener.js';
 import { RuleSet } from './rule-cache.js';
@@ -34,6 +34,34 @@ export interface EngineOptions {
 }
 
 const STOP_GRACE_MS = 10_000;
+
+/** Most batches a claim loop runs with savepoints after optimistic runs keep failing. */
+const MAX_SAVEPOINT_BATCHES = 64;
+
+/**
+ * A claim loop's choice between optimistic batches (no savepoints) and batches with a savepoint
+ * per action. After an optimistic batch fails in an action, the next batch uses savepoints; when
+ * that keeps happening (a rule whose action always fails), more batches in a row do, up to
+ * MAX_SAVEPOINT_BATCHES, until an optimistic batch succeeds again.
+ */
+class IsolationChoice {
+  #savepointBatches = 0;
+  #streak = 0;
+
+  get next(): ActionIsolation {
+    return this.#savepointBatches > 0 ? 'savepoints' : 'optimistic';
+  }
+
+  committed(isolation: ActionIsolation): void {
+    if (isolation === 'savepoints') this.#savepointBatches = Math.max(0, this.#savepointBatches - 1);
+    else this.#streak = 0;
+  }
+
+  optimisticFailed(): void {
+    this.#streak = Math.min(Math.max(1, this.#streak * 2), MAX_SAVEPOINT_BATCHES);
+    this.#savepointBatches = this.#streak;
+  }
+}
 
 /**
  * The daemon's core: claims captured events, matches them against the cached rules, runs the
@@ -206,6 +234,8 @@ export class Engine {
       logger: this.#logger,
       metrics: this.metrics,
     });
+    const isolation = new IsolationChoice();
+    const transaction = { open: false };
     let idle = false;
     let failures = 0;
     while (!this.#stopping) {
@@ -218,7 +248,8 @@ export class Engine {
         client = await this.#pool.connect();
         client.on('error', onConnectionError);
         while (!this.#stopping) {
-          const handled = await this.#runBatch(client, executor);
+          // While busy, a batch's COMMIT also begins the next batch's transaction: one round trip less.
+          const handled = await this.#runBatch(client, executor, isolation, transaction, !idle);
           failures = 0;
           if (handled > 0) {
             if (idle) {
@@ -246,55 +277,88 @@ export class Engine {
         client?.off('error', onConnectionError);
         client?.release(error as Error);
         client = undefined;
+        transaction.open = false;
         idle = false;
         await new Promise((resolve) => setTimeout(resolve, delay));
         continue;
+      }
+      if (transaction.open) {
+        transaction.open = false;
+        await client?.query('rollback').catch(() => {});
       }
       client?.off('error', onConnectionError);
       client?.release();
     }
   }
 
-  /** One transaction: claim, handle, record, remove. Returns how many events it handled. */
-  async #runBatch(client: pg.PoolClient, executor: EventExecutor): Promise<number> {
-    const limit = this.#isolate > 0 ? 1 : this.#options.batchSize;
-    await client.query('begin');
+  /**
+   * One transaction: claim, handle, record, remove. Returns how many events it handled. A batch
+   * runs optimistically (no savepoints) unless the loop is isolating a failing event or recovering
+   * from a failed optimistic batch; an action failing in an optimistic batch rolls the batch back
+   * and the events are handled again, in the same call, with a savepoint per action.
+   *
+   * `transaction.open` says whether the previous batch left the next transaction begun; with
+   * `chain`, a full batch commits and begins the next transaction in one round trip.
+   */
+  async #runBatch(
+    client: pg.PoolClient,
+    executor: EventExecutor,
+    choice: IsolationChoice,
+    transaction: { open: boolean },
+    chain: boolean,
+  ): Promise<number> {
+    const isolating = this.#isolate > 0;
+    const isolation: ActionIsolation = isolating ? 'savepoints' : choice.next;
+    const limit = isolating ? 1 : this.#options.batchSize;
+    if (!transaction.open) await client.query('begin');
+    transaction.open = true;
     executor.beginTransaction();
     let events: CapturedEvent[] = [];
     try {
-      events = await claimEvents(client, limit, this.#options.batchSize * 4);
+      const claim = await claimEvents(client, limit, this.#options.batchSize * 4);
+      events = claim.events;
       if (events.length === 0) {
+        transaction.open = false;
         await client.query('commit');
         return 0;
       }
-      let rules = this.#rules ?? (await this.#reloadRules());
-      const current = await client.query<{ version: string }>({
-        name: 'rulebook.rule_set_version',
-        text: 'select version from workflow.rule_set_version',
-      });
       // The claim saw these events committed; a rule change committed before them must be in the
       // cache before they are matched.
-      rules = await this.#rulesAtLeast(rules, current.rows[0]?.version);
+      const rules = await this.#rulesAtLeast(this.#rules ?? (await this.#reloadRules()), claim.rulesVersion);
       const now = Date.now();
       const records: ExecutionRecord[] = [];
+      for (const event of events) {
+        const handled = await executor.execute(client, rules, event, isolation);
+        for (const record of handled) records.push(record);
+      }
+      await recordExecutions(client, records);
+      const next = chain && events.length === limit && !this.#stopping;
+      transaction.open = false;
+      await client.query(next ? 'commit; begin' : 'commit');
+      transaction.open = next;
+      executor.commitTransaction();
+      choice.committed(isolation);
       for (const event of events) {
         const lag = (now - event.createdAt.getTime()) / 1000;
         this.metrics.eventLag.observe('', lag);
         this.metrics.lastLagSeconds = lag;
-        records.push(...(await executor.execute(client, rules, event)));
       }
-      await completeEvents(
-        client,
-        events.map((event) => event.id),
-        records,
-      );
-      await client.query('commit');
       this.metrics.eventsProcessed.inc('', events.length);
       this.#lastBatchAt = new Date();
-      if (this.#isolate > 0) this.#isolate--;
+      if (isolating) this.#isolate = Math.max(0, this.#isolate - 1);
       return events.length;
     } catch (error) {
+      transaction.open = false;
       await client.query('rollback').catch(() => {});
+      if (error instanceof OptimisticRunFailed) {
+        // Nothing of the batch is left; handle its events again, each action in a savepoint.
+        this.#logger.debug(
+          { err: error.cause, actionType: error.actionType, events: events.length },
+          'an action failed in an optimistic batch; handling the batch again with savepoints',
+        );
+        choice.optimisticFailed();
+        return this.#runBatch(client, executor, choice, transaction, chain);
+      }
       if (events.length > 1) {
         // Find the event that fails by handling the same events one at a time.
         this.#logger.warn(

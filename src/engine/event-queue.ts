@@ -1,25 +1,33 @@
 import type pg from 'pg';
 import type { CapturedEvent } from './types.js';
 
-// The head of the queue, locked or not: which events come first for each row.
-const READ_HEAD = `
-select id, entity_id::text || ':' || row_key::text as row_identity,
-       (run_after is null or run_after <= now()) as ready
-  from workflow.events
- where state = 'pending'
- order by id
- limit $1`;
-
-const LOCK_EVENTS = `
+// One statement: reads the head of the queue, locked or not, keeps the first event of each row
+// there, locks those that are ready (skipping events other daemons hold), removes them in the
+// caller's transaction (so that a rollback puts them back) and reads the rule set version in the
+// same snapshot. Grouping rows by hash keeps the head's jsonb keys out of a sort.
+const CLAIM_EVENTS = `
+with head as (
+  select id, entity_id, row_key
+    from workflow.events
+   where state = 'pending'
+   order by id
+   limit $1
+), claimed as (
+  select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
+         e.created_at, e.attempts, e.rule_id
+    from workflow.events e
+   where e.id in (select min(id) from head group by entity_id, row_key)
+     and e.state = 'pending' and (e.run_after is null or e.run_after <= now())
+   order by e.id
+     for update of e skip locked
+   limit $2
+), removed as (
+  delete from workflow.events e using claimed where e.id = claimed.id
+)
 select id, entity_id, operation, row_key, old_row, new_row, txid::text as txid, actor_id, depth, created_at,
-       attempts, rule_id
-  from workflow.events
- where id = any($1::bigint[]) and state = 'pending'
- order by id
-   for update skip locked
- limit $2`;
-
-const DELETE_EVENTS = `delete from workflow.events where id = any($1::bigint[])`;
+       attempts, rule_id, (select version from workflow.rule_set_version)::text as rules_version
+  from claimed
+ order by id`;
 
 // Backoff is computed next to the data: 2^attempts seconds, capped at five minutes.
 const FAIL_EVENT = `
@@ -53,6 +61,7 @@ interface EventRow {
   created_at: Date;
   attempts: number;
   rule_id: string | null;
+  rules_version: string | null;
 }
 
 export interface ExecutionRecord {
@@ -66,39 +75,28 @@ export interface ExecutionRecord {
   readonly execution_time_ms: number;
 }
 
+export interface Claim {
+  readonly events: CapturedEvent[];
+  /** The rule set version in the snapshot that saw the events (undefined when none were claimed). */
+  readonly rulesVersion: string | undefined;
+}
+
 /**
- * Claims up to `limit` ready events inside the caller's transaction; they stay locked until it
- * ends. Only the first event of each row in the queue's head can be claimed: a later one waits
- * while an earlier one is still in the table (being handled by another daemon, or waiting for a
- * retry), which keeps each row's events in commit order across any number of daemons. (The events
+ * Claims up to `limit` ready events inside the caller's transaction and removes them there: they
+ * stay locked until it ends, and are back in the queue if it rolls back. Only the first event of
+ * each row in the queue's head can be claimed: a later one waits while an earlier one is still in
+ * the table (being handled by another daemon, or waiting for a retry), which keeps each row's events in commit order across any number of daemons. (The events
  * of one row get increasing ids in commit order: a writer must wait for the row lock of the
  * previous writer to commit before its trigger runs.) Deciding this from the head, rather than with
  * an index on the row, keeps the capture trigger's insert down to one index.
  */
-export async function claimEvents(
-  client: pg.ClientBase,
-  limit: number,
-  window: number,
-): Promise<CapturedEvent[]> {
-  const head = await client.query<{ id: string; row_identity: string; ready: boolean }>({
-    name: 'rulebook.read_head',
-    text: READ_HEAD,
-    values: [Math.max(window, limit)],
-  });
-  const firstOfRow = new Set<string>();
-  const eligible: string[] = [];
-  for (const event of head.rows) {
-    if (firstOfRow.has(event.row_identity)) continue;
-    firstOfRow.add(event.row_identity);
-    if (event.ready) eligible.push(event.id);
-  }
-  if (eligible.length === 0) return [];
+export async function claimEvents(client: pg.ClientBase, limit: number, window: number): Promise<Claim> {
   const { rows } = await client.query<EventRow>({
-    name: 'rulebook.lock_events',
-    text: LOCK_EVENTS,
-    values: [eligible, limit],
+    name: 'rulebook.claim_events',
+    text: CLAIM_EVENTS,
+    values: [Math.max(window, limit), limit],
   });
-  return rows.map((row) => ({
+  const events = rows.map((row) => ({
     id: row.id,
     entityId: row.entity_id,
     operation: row.operation,
@@ -112,21 +110,20 @@ export async function claimEvents(
     attempts: row.attempts,
     ruleId: row.rule_id,
   }));
+  return { events, rulesVersion: rows[0]?.rules_version ?? undefined };
 }
 
-export async function completeEvents(
+/** Records the executions of claimed events, in the transaction that claimed (and removed) them. */
+export async function recordExecutions(
   client: pg.ClientBase,
-  eventIds: readonly string[],
   executions: readonly ExecutionRecord[],
 ): Promise<void> {
-  if (executions.length > 0) {
-    await client.query({
-      name: 'rulebook.insert_executions',
-      text: INSERT_EXECUTIONS,
-      values: [JSON.stringify(executions)],
-    });
-  }
-  await client.query({ name: 'rulebook.delete_events', text: DELETE_EVENTS, values: [eventIds] });
+  if (executions.length === 0) return;
+  await client.query({
+    name: 'rulebook.insert_executions',
+    text: INSERT_EXECUTIONS,
+    values: [JSON.stringify(executions)],
+  });
 }
 
 /** Records a failed attempt; returns the event's new state ('pending' to retry later, or 'dead'). */

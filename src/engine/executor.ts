@@ -60,21 +60,84 @@ function errorText(error: unknown): string {
 }
 
 /**
- * Runs the rules an event matches inside the caller's transaction. Each action runs in its own
- * savepoint, so a failing action is rolled back alone and recorded; the execution rows are returned
+ * Thrown by an optimistic run (no savepoints) when an action fails after it may have written: the
+ * transaction may hold part of the action's work or be aborted, so the caller must roll the whole
+ * batch back and handle it again with savepoints.
+ */
+export class OptimisticRunFailed extends Error {
+  override name = 'OptimisticRunFailed';
+  constructor(
+    readonly actionType: string,
+    cause: unknown,
+  ) {
+    super(`action ${actionType} failed in an optimistic run: ${errorText(cause)}`, { cause });
+  }
+}
+
+/** How actions are protected from each other within the transaction. */
+export type ActionIsolation = 'optimistic' | 'savepoints';
+
+/** The client an action sees, counting the statements the action sends. */
+function countingClient(client: pg.ClientBase, counter: { queries: number }): pg.ClientBase {
+  const query = (...args: unknown[]) => {
+    counter.queries++;
+    return (client.query as (...a: unknown[]) => unknown)(...args);
+  };
+  return new Proxy(client, {
+    get(target, property) {
+      if (property === 'query') return query;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/**
+ * Runs the rules an event matches inside the caller's transaction; the execution rows are returned
  * for the caller to write in the same transaction that removes the event.
+ *
+ * A failing action is rolled back alone and recorded. With `savepoints`, each action runs in its
+ * own savepoint, which costs two round trips per action. An `optimistic` run uses none: an action
+ * that fails without having sent a statement is recorded as failed at once, and one that fails
+ * after sending any (or leaves the transaction aborted) throws OptimisticRunFailed, after which the
+ * caller rolls the transaction back and handles its events again with savepoints. Every effect of
+ * an action is in the transaction (deliveries are queued rows), so that second run is safe.
+ *
+ * Metrics are held back until the caller reports the transaction committed (commitTransaction), so
+ * that a rolled-back and repeated run is counted once.
  */
 export class EventExecutor {
   #depthSetting: number | undefined;
+  #client: pg.ClientBase | undefined;
+  #actionClient: pg.ClientBase | undefined;
+  readonly #counter = { queries: 0 };
+  readonly #pendingExecutions: RuleStatus[] = [];
+  readonly #pendingDurations: [type: string, seconds: number][] = [];
 
   constructor(private readonly options: ExecutorOptions) {}
 
   /** Call at the start of every transaction: session-local settings do not outlive it. */
   beginTransaction(): void {
     this.#depthSetting = undefined;
+    this.#pendingExecutions.length = 0;
+    this.#pendingDurations.length = 0;
   }
 
-  async execute(client: pg.ClientBase, rules: RuleSet, event: CapturedEvent): Promise<ExecutionRecord[]> {
+  /** Call once the transaction has committed: counts what it did. */
+  commitTransaction(): void {
+    const { metrics } = this.options;
+    for (const status of this.#pendingExecutions) metrics.executions.inc(status);
+    for (const [type, seconds] of this.#pendingDurations) metrics.actionDuration.observe(type, seconds);
+    this.#pendingExecutions.length = 0;
+    this.#pendingDurations.length = 0;
+  }
+
+  async execute(
+    client: pg.ClientBase,
+    rules: RuleSet,
+    event: CapturedEvent,
+    isolation: ActionIsolation = 'savepoints',
+  ): Promise<ExecutionRecord[]> {
     const matched = rules.rulesFor(event);
     if (matched.length === 0) {
       if (event.ruleId) {
@@ -88,7 +151,7 @@ export class EventExecutor {
     const records: ExecutionRecord[] = [];
     const statusByRule = new Map<string, RuleStatus>();
     for (const rule of orderByDependencies(matched)) {
-      const record = await this.#runRule(client, event, rule, statusByRule);
+      const record = await this.#runRule(client, event, rule, statusByRule, isolation);
       statusByRule.set(rule.id, record.status);
       records.push(record);
     }
@@ -100,6 +163,7 @@ export class EventExecutor {
     event: CapturedEvent,
     rule: RuleDefinition,
     statusByRule: ReadonlyMap<string, RuleStatus>,
+    isolation: ActionIsolation,
   ): Promise<ExecutionRecord> {
     const started = performance.now();
     const id = randomUUID();
@@ -110,7 +174,7 @@ export class EventExecutor {
       trigger_data: triggerData(event, rule),
     };
     const finish = (status: RuleStatus, actions: ActionOutcome[], error: string | null): ExecutionRecord => {
-      this.options.metrics.executions.inc(status);
+      this.#pendingExecutions.push(status);
       return {
         ...base,
         actions_executed: actions,
@@ -147,7 +211,7 @@ export class EventExecutor {
         outcomes.push(this.#skipped(action, 'an earlier action failed with on_error "stop"'));
         continue;
       }
-      const outcome = await this.#runAction(client, event, rule, action, id, templateContext);
+      const outcome = await this.#runAction(client, event, rule, action, id, templateContext, isolation);
       outcomes.push(outcome);
       if (outcome.status === 'failed' && action.config.on_error === 'stop') stopped = true;
     }
@@ -184,6 +248,7 @@ export class EventExecutor {
     action: ActionDefinition,
     executionId: string,
     templateContext: Record<string, unknown>,
+    isolation: ActionIsolation,
   ): Promise<ActionOutcome> {
     const startedAt = new Date();
     const started = performance.now();
@@ -192,7 +257,7 @@ export class EventExecutor {
       extra: { result?: unknown; error?: string },
     ): ActionOutcome => {
       const duration = performance.now() - started;
-      this.options.metrics.actionDuration.observe(action.actionType || 'unknown', duration / 1000);
+      this.#pendingDurations.push([action.actionType || 'unknown', duration / 1000]);
       return {
         action_id: action.id,
         name: action.name,
@@ -214,8 +279,9 @@ export class EventExecutor {
       return outcome('failed', { error });
     }
     if (action.problem) return outcome('failed', { error: action.problem });
+    const optimistic = isolation === 'optimistic';
     const context: ActionContext = {
-      client,
+      client: optimistic ? this.#countingClient(client) : client,
       event,
       rule,
       action,
@@ -230,6 +296,26 @@ export class EventExecutor {
         actionId: action.id,
       }),
     };
+    if (optimistic) {
+      this.#counter.queries = 0;
+      let result: unknown;
+      try {
+        result = await handler.execute(context);
+      } catch (error) {
+        // Nothing sent, nothing written: the failure is recorded and the transaction goes on.
+        if (this.#counter.queries > 0) throw new OptimisticRunFailed(action.actionType, error);
+        if (!(error instanceof ActionError)) context.logger.warn({ err: error }, 'action failed');
+        return outcome('failed', { error: errorText(error) });
+      }
+      // An action that caught a database error of its own has left the transaction aborted.
+      if (client.getTransactionStatus() === 'E') {
+        throw new OptimisticRunFailed(
+          action.actionType,
+          new Error('the action returned, but left the transaction aborted'),
+        );
+      }
+      return outcome('success', { result: result ?? null });
+    }
     await client.query('savepoint rulebook_action');
     try {
       const result = await handler.execute(context);
@@ -243,6 +329,14 @@ export class EventExecutor {
       }
       return outcome('failed', { error: errorText(error) });
     }
+  }
+
+  #countingClient(client: pg.ClientBase): pg.ClientBase {
+    if (this.#client !== client || !this.#actionClient) {
+      this.#client = client;
+      this.#actionClient = countingClient(client, this.#counter);
+    }
+    return this.#actionClient;
   }
 
   async #setDepth(client: pg.ClientBase, depth: number): Promise<void> {
