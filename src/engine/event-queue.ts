@@ -4,20 +4,25 @@ import type { CapturedEvent } from './types.js';
 // One statement: reads the head of the queue, locked or not, keeps the first event of each row
 // there, locks those that are ready (skipping events other daemons hold), removes them in the
 // caller's transaction (so that a rollback puts them back) and reads the rule set version in the
-// same snapshot. Grouping rows by hash keeps the head's jsonb keys out of a sort.
+// same snapshot.
+//
+// The head must come from the primary key in id order, not from a scan of the whole table and a
+// sort: the statement is planned for each call (not prepared), so that the plan follows the size of
+// the queue, and the state tests are written as CASEs, whose selectivity the planner takes as a half
+// rather than from statistics that may say no event is pending (gathered when the queue was empty).
 const CLAIM_EVENTS = `
 with head as (
   select id, entity_id, row_key
     from workflow.events
-   where state = 'pending'
+   where case when state = 'pending' then true end
    order by id
    limit $1
 ), claimed as (
   select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
          e.created_at, e.attempts, e.rule_id
     from workflow.events e
-   where e.id in (select min(id) from head group by entity_id, row_key)
-     and e.state = 'pending' and (e.run_after is null or e.run_after <= now())
+   where e.id = any (array(select min(id) from head group by entity_id, row_key))
+     and case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
    order by e.id
      for update of e skip locked
    limit $2
@@ -91,11 +96,7 @@ export interface Claim {
  * an index on the row, keeps the capture trigger's insert down to one index.
  */
 export async function claimEvents(client: pg.ClientBase, limit: number, window: number): Promise<Claim> {
-  const { rows } = await client.query<EventRow>({
-    name: 'rulebook.claim_events',
-    text: CLAIM_EVENTS,
-    values: [Math.max(window, limit), limit],
-  });
+  const { rows } = await client.query<EventRow>(CLAIM_EVENTS, [Math.max(window, limit), limit]);
   const events = rows.map((row) => ({
     id: row.id,
     entityId: row.entity_id,
