@@ -442,7 +442,7 @@ async function setUp(control: pg.Client): Promise<Setup> {
   if (
     Number(triggers.rows[0].n) !== 3 ||
     !filters.update?.includes('status') ||
-    filters.insert !== 'select true'
+    filters.insert !== 'begin return true; end'
   ) {
     throw new Error(
       `capture bench: rulebook's capture is not set up as expected on bench.t_rulebook ` +

@@ -2,12 +2,31 @@
 -- workflow.events, written by a row trigger in the writer's own transaction.
 --
 -- Why row triggers with a WHEN clause: the WHEN clause is evaluated by the executor before any
--- trigger function is called, so a write no rule cares about costs one inlined comparison. Each
--- trigger's WHEN calls a small SQL function per entity and operation (capture_filter_*); the
--- planner inlines it once per statement. When rules change, only those functions are replaced
--- (CREATE OR REPLACE FUNCTION takes no lock on the table), in the same transaction as the rule
--- change, so capture follows the rules atomically and a DBA editing rules never blocks writers.
--- Only registering or unregistering a table runs DDL on it, under lock_timeout.
+-- trigger function is called, so a write no rule cares about costs one small function call. Each
+-- trigger's WHEN calls a plpgsql function per entity and operation (capture_filter_*). When rules
+-- change, only those functions are replaced (CREATE OR REPLACE FUNCTION takes no lock on the
+-- table), in the same transaction as the rule change, so capture follows the rules atomically and
+-- a DBA editing rules never blocks writers. Only registering or unregistering a table runs DDL on
+-- it, under lock_timeout.
+--
+-- What a captured write costs was measured (pgbench and one-session loops on PostgreSQL 15, see
+-- bench/capture.ts), and the shape below follows the numbers:
+-- - The filters are plpgsql, not inlinable SQL functions: a trigger's WHEN clause is prepared again
+--   for every statement, and inlining a SQL function parses its source each time (about 20 us per
+--   single-row statement, captured or not). plpgsql keeps its compiled expression for the session;
+--   the price is about 1 us per row of a bulk statement.
+-- - Every CHECK constraint on workflow.events is compiled again for every captured row (each row's
+--   INSERT runs in its own executor): about 5 us per row in bulk and more per single-row
+--   statement. So workflow.events checks only what other writers could get wrong (operation);
+--   state is written by the engine's own functions alone.
+-- - The wake-up check is done inside the capture function, not by calling wake_daemons() (a second
+--   SECURITY DEFINER call with its own search_path, about 20 us per transaction).
+-- - The capture function has no SET search_path; every name in it is schema-qualified instead
+--   (see write_capture_function): about 15 us per single-row transaction, nothing measurable in bulk.
+-- - Rejected: a statement-level trigger with transition tables. It halves the cost of a bulk
+--   INSERT, but it fires for every statement whether or not a rule cares (a single-row write no
+--   rule watches cost about 40% more), must pair old and new rows of an UPDATE by their order in
+--   the transition tables, and was no faster for single-row writes.
 
 create table workflow.events (
   id bigint generated always as identity primary key,
@@ -21,7 +40,8 @@ create table workflow.events (
   -- How many rule executions led to this change: 0 for an application's own write.
   depth int not null default 0,
   created_at timestamptz not null default clock_timestamp(),
-  state text not null default 'pending' check (state in ('pending', 'done', 'dead')),
+  -- 'pending', 'done' or 'dead'; no CHECK, which every captured row would pay for (see above).
+  state text not null default 'pending',
   attempts int not null default 0,
   run_after timestamptz,
   locked_by text,
@@ -46,8 +66,8 @@ create unlogged table workflow.idle_daemons (
   since timestamptz not null default now()
 );
 
--- Wakes a daemon when one is waiting, at most once per transaction: called by the capture
--- functions for the first change they capture in a transaction.
+-- Wakes a daemon when one is waiting, at most once per transaction. The capture functions do the
+-- same inline, for the first change they capture in a transaction.
 create function workflow.wake_daemons() returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -62,8 +82,8 @@ $$;
 
 -- Each registered table gets its own capture function, with the entity id and the primary key
 -- written into it, so that a captured row costs one INSERT and nothing else: no argument parsing,
--- no key extraction from the row's jsonb. It runs as the schema owner with a pinned search_path,
--- so writers need no privileges on workflow.
+-- no key extraction from the row's jsonb. It runs as the schema owner, so writers need no
+-- privileges on workflow.
 create function workflow.capture_function_name(p_entity_id uuid) returns text
 language sql immutable as $$
   select format('capture_%s', replace(p_entity_id::text, '-', ''))
@@ -76,34 +96,53 @@ as $fn$
 declare
   v_new_key text;
   v_old_key text;
-  v_values text := $v$nullif(current_setting('workflow.actor_id', true), ''),
-             coalesce(nullif(current_setting('rulebook.depth', true), '')::int, 0)$v$;
+  -- actor_id: null when unset or ''; depth: 0 when unset or ''. NULLIF, IS DISTINCT FROM and a
+  -- simple CASE would look up "=" on the caller's search_path, so texteq is called by name.
+  v_values text := $v$case when pg_catalog.texteq(pg_catalog.current_setting('workflow.actor_id', true), '') then null
+                  else pg_catalog.current_setting('workflow.actor_id', true) end,
+             case when pg_catalog.texteq(coalesce(pg_catalog.current_setting('rulebook.depth', true), ''), '') then 0
+                  else pg_catalog.current_setting('rulebook.depth', true)::pg_catalog.int4 end$v$;
 begin
-  select 'jsonb_build_object(' || string_agg(format('%L, new.%I', a.attname, a.attname), ', ' order by k.ord) || ')',
-         'jsonb_build_object(' || string_agg(format('%L, old.%I', a.attname, a.attname), ', ' order by k.ord) || ')'
+  select 'pg_catalog.jsonb_build_object(' || string_agg(format('%L, new.%I', a.attname, a.attname), ', ' order by k.ord) || ')',
+         'pg_catalog.jsonb_build_object(' || string_agg(format('%L, old.%I', a.attname, a.attname), ', ' order by k.ord) || ')'
     into v_new_key, v_old_key
     from pg_catalog.pg_index i
    cross join lateral unnest(i.indkey) with ordinality as k (attnum, ord)
     join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
    where i.indrelid = p_relation and i.indisprimary;
+  -- SECURITY DEFINER without SET search_path: the SET clause costs every single-row write about
+  -- 15 us (the setting is pushed and popped and the search path recomputed on every call). It is
+  -- safe without it because nothing in the body is looked up on the caller's search_path: every
+  -- table, function and type is schema-qualified, operators are written OPERATOR(pg_catalog.x) or
+  -- called as functions, and no construct that looks up "=" implicitly (NULLIF, IS DISTINCT FROM,
+  -- IN, simple CASE) is used. The caller's pg_temp, searched first for relations and types, is
+  -- never searched for a qualified name. This is what "Writing SECURITY DEFINER Functions Safely"
+  -- and the extension-script rules in the PostgreSQL documentation ask of such code. Column
+  -- defaults and constraints of workflow.events are stored as parsed trees and are not affected.
+  -- Keep it that way when editing: an unqualified name here would run the caller's object as the
+  -- owner.
   execute format($f$
 create or replace function workflow.%I() returns trigger
 language plpgsql security definer
-set search_path = pg_catalog, pg_temp
 as $body$
 begin
-  if tg_op = 'UPDATE' then
+  if tg_op operator(pg_catalog.=) 'UPDATE' then
     insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, depth)
-    values (%L, 'on_update', %s, to_jsonb(old), to_jsonb(new), %s);
-  elsif tg_op = 'INSERT' then
+    values (%L, 'on_update', %s, pg_catalog.to_jsonb(old), pg_catalog.to_jsonb(new), %s);
+  elsif tg_op operator(pg_catalog.=) 'INSERT' then
     insert into workflow.events (entity_id, operation, row_key, new_row, actor_id, depth)
-    values (%L, 'on_create', %s, to_jsonb(new), %s);
+    values (%L, 'on_create', %s, pg_catalog.to_jsonb(new), %s);
   else
     insert into workflow.events (entity_id, operation, row_key, old_row, actor_id, depth)
-    values (%L, 'on_delete', %s, to_jsonb(old), %s);
+    values (%L, 'on_delete', %s, pg_catalog.to_jsonb(old), %s);
   end if;
-  if current_setting('rulebook.wake_checked', true) is distinct from 'on' then
-    perform workflow.wake_daemons();
+  -- Wake a waiting daemon once per transaction (what workflow.wake_daemons does, inline).
+  if pg_catalog.current_setting('rulebook.wake_checked', true) is null
+     or pg_catalog.current_setting('rulebook.wake_checked', true) operator(pg_catalog.<>) 'on' then
+    perform pg_catalog.set_config('rulebook.wake_checked', 'on', true);
+    if exists (select from workflow.idle_daemons) then
+      perform pg_catalog.pg_notify('rulebook_events', '');
+    end if;
   end if;
   return null;
 end
@@ -201,13 +240,15 @@ begin
      where e is not null;
   end if;
 
-  execute format('create or replace function workflow.%I(n %s) returns boolean language sql as %L',
-                 workflow.capture_filter_name(p_entity_id, 'insert'), v_rowtype, 'select ' || v_insert);
-  execute format('create or replace function workflow.%I(o %s) returns boolean language sql as %L',
-                 workflow.capture_filter_name(p_entity_id, 'delete'), v_rowtype, 'select ' || v_delete);
-  execute format('create or replace function workflow.%I(o %s, n %s) returns boolean language sql as %L',
+  execute format('create or replace function workflow.%I(n %s) returns boolean language plpgsql as %L',
+                 workflow.capture_filter_name(p_entity_id, 'insert'), v_rowtype,
+                 format('begin return %s; end', v_insert));
+  execute format('create or replace function workflow.%I(o %s) returns boolean language plpgsql as %L',
+                 workflow.capture_filter_name(p_entity_id, 'delete'), v_rowtype,
+                 format('begin return %s; end', v_delete));
+  execute format('create or replace function workflow.%I(o %s, n %s) returns boolean language plpgsql as %L',
                  workflow.capture_filter_name(p_entity_id, 'update'), v_rowtype, v_rowtype,
-                 'select ' || v_update);
+                 format('begin return %s; end', v_update));
 end
 $$;
 

@@ -352,6 +352,61 @@ describe('only changes that an active rule could match are captured', () => {
   });
 });
 
+describe('the capture function runs as its owner without trusting the caller', () => {
+  it('a caller’s search_path cannot redirect what it calls', async () => {
+    // The capture function is SECURITY DEFINER without SET search_path; every name in it is
+    // qualified. Objects of the same names earlier on the caller's path must not be used.
+    await db.query(`
+      create schema trap;
+      create function trap.to_jsonb(anyelement) returns jsonb language sql as $$ select '"trapped"'::jsonb $$;
+      create function trap.jsonb_build_object(text, bigint) returns jsonb language sql as $$ select '"trapped"'::jsonb $$;
+      create function trap.current_setting(text, boolean) returns text language sql as $$ select 'trapped' $$;
+      create function trap.text_eq(text, text) returns boolean language sql as $$ select false $$;
+      create operator trap.= (leftarg = text, rightarg = text, function = trap.text_eq);
+      create operator trap.<> (leftarg = text, rightarg = text, function = trap.text_eq);
+      create table trap.events (like workflow.events);
+    `);
+    try {
+      await db.withClient(async (client) => {
+        await client.query('set search_path = trap, pg_catalog, sales');
+        await client.query(`create temp table events (like trap.events)`);
+        const { rows } = await client.query<{ id: number }>(
+          `insert into orders (status) values ('new') returning id::int`,
+        );
+        await client.query(`update orders set status = 'paid' where id = $1`, [rows[0]!.id]);
+      });
+      const captured = await events();
+      expect(
+        captured.map(({ operation, row_key, new_row, actor_id, depth }) => ({
+          operation,
+          key: row_key,
+          status: new_row!.status,
+          actor_id,
+          depth,
+        })),
+      ).toEqual([
+        {
+          operation: 'on_create',
+          key: { id: captured[0]!.new_row!.id },
+          status: 'new',
+          actor_id: null,
+          depth: 0,
+        },
+        {
+          operation: 'on_update',
+          key: { id: captured[0]!.new_row!.id },
+          status: 'paid',
+          actor_id: null,
+          depth: 0,
+        },
+      ]);
+      expect(await db.query('select 1 from trap.events')).toEqual([]);
+    } finally {
+      await db.query('drop schema trap cascade');
+    }
+  });
+});
+
 describe('columns of every kind', () => {
   it('types without an equality operator of their own are compared too', async () => {
     await db.query(`
