@@ -17,8 +17,9 @@
 --   the price is about 1 us per row of a bulk statement.
 -- - Every CHECK constraint on workflow.events is compiled again for every captured row (each row's
 --   INSERT runs in its own executor): about 5 us per row in bulk and more per single-row
---   statement. So workflow.events checks only what other writers could get wrong (operation);
---   state is written by the engine's own functions alone.
+--   statement. So workflow.events has none: operation and state are written only by rulebook's
+--   own functions (the generated capture functions, run_rule, the scheduler, the engine), and a
+--   role that may insert into workflow.events directly is trusted like those functions.
 -- - The wake-up check is done inside the capture function, not by calling wake_daemons() (a second
 --   SECURITY DEFINER call with its own search_path, about 20 us per transaction).
 -- - The capture function has no SET search_path; every name in it is schema-qualified instead
@@ -31,7 +32,8 @@
 create table workflow.events (
   id bigint generated always as identity primary key,
   entity_id uuid not null,
-  operation text not null check (operation in ('on_create', 'on_update', 'on_delete')),
+  -- on_create, on_update, on_delete; manual (run_rule) and scheduled (a schedule's tick).
+  operation text not null,
   row_key jsonb not null,
   old_row jsonb,
   new_row jsonb,

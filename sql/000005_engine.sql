@@ -2,11 +2,7 @@
 -- execution bookkeeping that can be written in any order inside one transaction.
 
 -- A rule run by hand (workflow.run_rule) is an event aimed at one rule.
-alter table workflow.events
-  add column rule_id uuid,
-  drop constraint events_operation_check,
-  add constraint events_operation_check
-    check (operation in ('on_create', 'on_update', 'on_delete', 'manual'));
+alter table workflow.events add column rule_id uuid;
 
 -- Actions queue deliveries before the execution row that they belong to is written (it records
 -- how the actions went), so the reference is checked at commit.

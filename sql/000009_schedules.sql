@@ -19,11 +19,8 @@ create index idx_schedule_runs_fired_at on workflow.schedule_runs (fired_at);
 comment on table workflow.schedule_runs is
   'Ticks of scheduled rules that have fired, one row each; kept for 7 days by the daemon''s maintenance job.';
 
--- Scheduled ticks are events aimed at their rule (rule_id set), like run_rule's manual events.
-alter table workflow.events
-  drop constraint if exists events_operation_check,
-  add constraint events_operation_check
-    check (operation in ('on_create', 'on_update', 'on_delete', 'manual', 'scheduled'));
+-- Scheduled ticks are events aimed at their rule (rule_id set, operation 'scheduled'), like
+-- run_rule's manual events. workflow.events has no CHECK on operation (see 000004_capture.sql).
 
 -- Checks the schedule of a scheduled rule: a cron expression of 5 fields (minute hour day month
 -- weekday) or 6 (with seconds first), and an optional timezone PostgreSQL knows. The daemon parses

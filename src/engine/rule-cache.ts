@@ -165,9 +165,11 @@ export class RuleSet {
       let matches: (event: CapturedEvent) => boolean;
       try {
         const matcher = compileConditions(row.trigger_conditions);
-        // Events queued by run_rule name their rule and are never matched.
+        // Events queued by run_rule or a schedule name their rule and are never matched.
         matches = (event) =>
-          event.operation !== 'manual' && matcher(event as typeof event & { operation: 'on_create' });
+          event.operation !== 'manual' &&
+          event.operation !== 'scheduled' &&
+          matcher(event as typeof event & { operation: 'on_create' });
       } catch (error) {
         problems.push({ ruleId: row.id, ruleName: row.name, message: (error as Error).message });
         matches = () => false;

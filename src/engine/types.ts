@@ -2,7 +2,7 @@
 export interface CapturedEvent {
   readonly id: string;
   readonly entityId: string;
-  readonly operation: 'on_create' | 'on_update' | 'on_delete' | 'manual';
+  readonly operation: 'on_create' | 'on_update' | 'on_delete' | 'manual' | 'scheduled';
   readonly rowKey: Record<string, unknown>;
   readonly oldRow: Record<string, unknown> | null;
   readonly newRow: Record<string, unknown> | null;

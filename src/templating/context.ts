@@ -6,7 +6,7 @@ type Row = Readonly<Record<string, unknown>>;
 export interface TemplateEvent {
   readonly id: string | number;
   /** 'manual' for a run queued by workflow.run_rule, whose row is the new row. */
-  readonly operation: 'on_create' | 'on_update' | 'on_delete' | 'manual';
+  readonly operation: 'on_create' | 'on_update' | 'on_delete' | 'manual' | 'scheduled';
   readonly rowKey: unknown;
   readonly actorId?: string | null;
   readonly createdAt: string | Date;
