@@ -3,7 +3,7 @@ import type { Engine } from '../src/engine/engine.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';
 import { createRule, ensureDba } from './support/rules.js';
-import { waitFor } from './support/wait.js';
+import { waitForExecutions as waitForExecutionsIn } from './support/executions.js';
 
 let db: TestDatabase;
 let engine: Engine | undefined;
@@ -11,12 +11,7 @@ let dbaId: string;
 let annId: string;
 let warehouseRoleId: string;
 
-interface ActionRecord {
-  name: string;
-  status: string;
-  error?: string;
-  result?: Record<string, unknown>;
-}
+type Result = Record<string, unknown>;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -50,19 +45,8 @@ afterAll(async () => {
   await db.drop();
 });
 
-async function executionsOf(ruleId: string) {
-  return db.query<{ status: string; error_message: string | null; actions_executed: ActionRecord[] }>(
-    `select status, error_message, actions_executed from workflow.automation_executions
-      where automation_rules_id = $1 order by executed_at`,
-    [ruleId],
-  );
-}
-
-async function waitForExecutions(ruleId: string, count = 1) {
-  return waitFor(`${count} execution(s)`, async () => {
-    const rows = await executionsOf(ruleId);
-    return rows.length >= count ? rows : undefined;
-  });
+function waitForExecutions(ruleId: string, count = 1) {
+  return waitForExecutionsIn<Result>(db, ruleId, count);
 }
 
 function alertRule(scenario: string, config: Record<string, unknown>) {

@@ -3,17 +3,12 @@ import type { Engine } from '../src/engine/engine.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { createRule, registerEntity } from './support/rules.js';
-import { waitFor } from './support/wait.js';
+import { waitForExecutions as waitForExecutionsIn } from './support/executions.js';
 
 let db: TestDatabase;
 let engine: Engine | undefined;
 
-interface ActionRecord {
-  name: string;
-  status: string;
-  error?: string;
-  result?: { updated: number; entity: string; field: string; value: unknown };
-}
+type Result = { updated: number; entity: string; field: string; value: unknown };
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -63,19 +58,8 @@ afterAll(async () => {
   await db.drop();
 });
 
-async function executionsOf(ruleId: string) {
-  return db.query<{ status: string; error_message: string | null; actions_executed: ActionRecord[] }>(
-    `select status, error_message, actions_executed from workflow.automation_executions
-      where automation_rules_id = $1 order by executed_at`,
-    [ruleId],
-  );
-}
-
-async function waitForExecutions(ruleId: string, count = 1) {
-  return waitFor(`${count} execution(s) of ${ruleId}`, async () => {
-    const rows = await executionsOf(ruleId);
-    return rows.length >= count ? rows : undefined;
-  });
+function waitForExecutions(ruleId: string, count = 1) {
+  return waitForExecutionsIn<Result>(db, ruleId, count);
 }
 
 describe('update_field on the triggering row', () => {
