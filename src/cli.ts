@@ -109,11 +109,7 @@ async function eventsCommand(args: string[]): Promise<void> {
   if (target !== '--dead' && !/^\d+$/.test(target)) {
     throw new UsageError(`an event id is a whole number, got "${target}"`);
   }
-  const config = loadConfig();
-  const database = await openDatabase(config);
-  const client = new pg.Client({ connectionString: database.url });
-  try {
-    await client.connect();
+  await withDatabase(async (client) => {
     if (target === '--dead') {
       const { rows } = await client.query<{ count: string }>('select workflow.retry_dead_events() as count');
       console.log(`rulebook: ${rows[0]?.count ?? 0} dead events queued again`);
@@ -121,10 +117,7 @@ async function eventsCommand(args: string[]): Promise<void> {
       await client.query('select workflow.retry_event($1)', [target]);
       console.log(`rulebook: event ${target} queued again`);
     }
-  } finally {
-    await client.end();
-    await database.close();
-  }
+  });
 }
 
 /** `--name value` or `--name=value` options and positional arguments; every option takes a value. */

@@ -1,7 +1,7 @@
-import pg from 'pg';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
+import { createPool } from './db/pool.js';
 import { DeliveryWorker } from './delivery/delivery-worker.js';
 import { Engine } from './engine/engine.js';
 import { HttpServer } from './http/server.js';
@@ -71,8 +71,12 @@ export async function startDaemon(
 
     let http: HttpServer | undefined;
     if (options.http) {
-      const pool = new pg.Pool({ connectionString: database.url, max: 5, application_name: 'rulebook-http' });
-      pool.on('error', (error) => logger.warn({ err: error }, 'idle http database connection failed'));
+      const pool = createPool({
+        databaseUrl: database.url,
+        max: 5,
+        applicationName: 'rulebook-http',
+        logger,
+      });
       cleanups.push(() => pool.end());
       http = new HttpServer({ port: config.port, pool, engine, logger });
       await http.start();

@@ -1,5 +1,6 @@
 import { generateToken, hashToken, looksLikeToken } from '../auth/api-tokens.js';
-import type { Queryable } from './database.js';
+import { isUuid } from '../is-uuid.js';
+import type { Queryable } from '../db/transaction.js';
 import { AdminError, explainDatabaseError } from './errors.js';
 import { findUserByEmail } from './users.js';
 
@@ -73,21 +74,19 @@ export async function createToken(
   }
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Whether `text` can name a token for revoke: its id, or the secret itself. */
 export function isTokenReference(text: string): boolean {
-  return UUID_PATTERN.test(text) || looksLikeToken(text);
+  return isUuid(text) || looksLikeToken(text);
 }
 
 /** Revokes a token named by its id or by the secret. Revoking twice changes nothing. */
 export async function revokeToken(db: Queryable, reference: string): Promise<RevokedToken> {
-  const byId = UUID_PATTERN.test(reference);
-  if (!byId && !looksLikeToken(reference)) {
+  if (!isTokenReference(reference)) {
     throw new AdminError(
       'name the token by its id (a uuid, see `rulebook token list`) or by the token itself',
     );
   }
+  const byId = isUuid(reference);
   try {
     // The CTE reads the row as it was, so an earlier revocation shows through the update.
     const { rows } = await db.query<{
@@ -112,7 +111,6 @@ export async function revokeToken(db: Queryable, reference: string): Promise<Rev
     if (row === undefined) throw new AdminError(`there is no token ${byId ? reference : 'with that secret'}`);
     return { id: row.id, userEmail: row.email, name: row.name, alreadyRevokedAt: row.previously_revoked };
   } catch (error) {
-    if (error instanceof AdminError) throw error;
     return explainDatabaseError(error);
   }
 }

@@ -1,4 +1,4 @@
-import { inTransaction, type Queryable } from './database.js';
+import { inTransaction, type Queryable } from '../db/transaction.js';
 import { AdminError, explainDatabaseError } from './errors.js';
 
 export interface RoleRow {
@@ -65,7 +65,6 @@ export async function addUser(
       return { id, email, name, roles: found.map((row) => row.name) };
     });
   } catch (error) {
-    if (error instanceof AdminError) throw error;
     return explainDatabaseError(error, `a user with e-mail ${email} already exists`);
   }
 }
@@ -96,7 +95,6 @@ export async function findUserByEmail(
     }
     return { id: user.id, email: user.email };
   } catch (error) {
-    if (error instanceof AdminError) throw error;
     return explainDatabaseError(error);
   }
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction, type Queryable } from '../db/transaction.js';
 
 /**
  * Alerts as the people they are addressed to see and handle them. A person sees an alert when a
@@ -129,7 +130,7 @@ export async function listAlerts(
 
 /** One alert with its recipients and acknowledgments, or undefined when the user may not see it. */
 export async function getAlert(
-  db: pg.Pool | pg.ClientBase,
+  db: Queryable,
   userId: string,
   alertId: string,
 ): Promise<AlertDetail | undefined> {
@@ -234,38 +235,28 @@ async function change<O extends string>(
     all: string;
     decide: (status: AlertStatus) => O;
     changed: O;
-    apply: (client: pg.PoolClient, ids: string[]) => Promise<void>;
+    apply: (client: pg.ClientBase, ids: string[]) => Promise<void>;
   },
 ): Promise<ChangeResult<O | 'not_found'>[]> {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
-    try {
-      const { rows } = await client.query<{ id: string; status: AlertStatus }>(
-        `select a.id, a.status from workflow.alerts a
+  return inTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ id: string; status: AlertStatus }>(
+      `select a.id, a.status from workflow.alerts a
           where ${visibleTo('$1::uuid')}
             and ${'ids' in target ? 'a.id = any($2::uuid[])' : plan.all}
           order by a.id
           for update of a`,
-        'ids' in target ? [userId, target.ids] : [userId],
-      );
-      const found = new Map(rows.map((row) => [row.id, plan.decide(row.status)]));
-      const toChange = rows.filter((row) => found.get(row.id) === plan.changed).map((row) => row.id);
-      if (toChange.length > 0) {
-        await plan.apply(client, toChange);
-        // One notification per alert: open pages and event streams refresh just that alert.
-        await client.query(`select pg_notify('rulebook_alerts', id::text) from unnest($1::uuid[]) as id`, [
-          toChange,
-        ]);
-      }
-      await client.query('commit');
-      const order = 'ids' in target ? target.ids : rows.map((row) => row.id);
-      return order.map((id) => ({ id, status: found.get(id) ?? 'not_found' }));
-    } catch (error) {
-      await client.query('rollback').catch(() => {});
-      throw error;
+      'ids' in target ? [userId, target.ids] : [userId],
+    );
+    const found = new Map(rows.map((row) => [row.id, plan.decide(row.status)]));
+    const toChange = rows.filter((row) => found.get(row.id) === plan.changed).map((row) => row.id);
+    if (toChange.length > 0) {
+      await plan.apply(client, toChange);
+      // One notification per alert: open pages and event streams refresh just that alert.
+      await client.query(`select pg_notify('rulebook_alerts', id::text) from unnest($1::uuid[]) as id`, [
+        toChange,
+      ]);
     }
-  } finally {
-    client.release();
-  }
+    const order = 'ids' in target ? target.ids : rows.map((row) => row.id);
+    return order.map((id) => ({ id, status: found.get(id) ?? 'not_found' }));
+  });
 }

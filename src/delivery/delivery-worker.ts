@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
 import { NotificationListener } from '../engine/notification-listener.js';
 import type { Logger } from '../logger.js';
 import { EmailSender } from './email-sender.js';
@@ -14,6 +14,7 @@ import {
   type DeliveryPayload,
 } from './types.js';
 import { WebhookSender } from './webhook-sender.js';
+import { createPool } from '../db/pool.js';
 
 export interface DeliveryWorkerOptions {
   readonly databaseUrl: string;
@@ -225,13 +226,12 @@ export class DeliveryWorker {
       workerId: this.workerId,
     };
     this.#logger = options.logger.child({ component: 'delivery', workerId: this.workerId });
-    this.#pool = new pg.Pool({
-      connectionString: options.databaseUrl,
+    this.#pool = createPool({
+      databaseUrl: options.databaseUrl,
       max: 3,
-      application_name: 'rulebook-delivery',
-      keepAlive: true,
+      applicationName: 'rulebook-delivery',
+      logger: this.#logger,
     });
-    this.#pool.on('error', (error) => this.#logger.warn({ err: error }, 'idle database connection failed'));
     this.#listener = new NotificationListener({
       databaseUrl: options.databaseUrl,
       channels: [DELIVERY_CHANNEL],

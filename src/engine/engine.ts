@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
 import { claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
@@ -10,6 +10,7 @@ import { NotificationListener } from './notification-listener.js';
 import { RuleSet } from './rule-cache.js';
 import type { CapturedEvent } from './types.js';
 import { WakeSignal } from './wake-signal.js';
+import { createPool } from '../db/pool.js';
 
 export interface EngineOptions {
   readonly databaseUrl: string;
@@ -97,14 +98,13 @@ export class Engine {
       ...options,
     };
     this.#logger = options.logger.child({ daemonId: this.daemonId });
-    this.#pool = new pg.Pool({
-      connectionString: options.databaseUrl,
+    this.#pool = createPool({
+      databaseUrl: options.databaseUrl,
       max: this.#options.concurrency + 2,
-      application_name: 'rulebook',
+      applicationName: 'rulebook',
       options: `-c idle_in_transaction_session_timeout=${this.#options.leaseSeconds * 1000}`,
-      keepAlive: true,
+      logger: this.#logger,
     });
-    this.#pool.on('error', (error) => this.#logger.warn({ err: error }, 'idle database connection failed'));
     this.#listener = new NotificationListener({
       databaseUrl: options.databaseUrl,
       channels: ['rulebook_events', 'rulebook_rules'],

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { compileConditions } from '../conditions/match.js';
+import { inTransaction } from '../db/transaction.js';
 import { mergeConfig } from './merge-config.js';
 import type { ActionDefinition, CapturedEvent, EntityDefinition, RuleDefinition } from './types.js';
 
@@ -112,22 +113,19 @@ export class RuleSet {
 
   static async load(client: pg.ClientBase): Promise<RuleSet> {
     // One snapshot for all three reads, so that a rule and its actions are seen together.
-    await client.query('begin isolation level repeatable read read only');
-    try {
-      const version = (
-        await client.query<{ version: string }>('select version from workflow.rule_set_version')
-      ).rows[0]?.version;
-      const rules = (await client.query<RuleRow>(LOAD_RULES)).rows;
-      const actions = (await client.query<ActionRow>(LOAD_ACTIONS)).rows;
-      const dependencies = (
-        await client.query<{ parent_rule_id: string; child_rule_id: string }>(LOAD_DEPENDENCIES)
-      ).rows;
-      await client.query('commit');
-      return RuleSet.build(rules, actions, dependencies, version ?? '0');
-    } catch (error) {
-      await client.query('rollback').catch(() => {});
-      throw error;
-    }
+    const { version, rules, actions, dependencies } = await inTransaction(
+      client,
+      async (c) => ({
+        version: (await c.query<{ version: string }>('select version from workflow.rule_set_version')).rows[0]
+          ?.version,
+        rules: (await c.query<RuleRow>(LOAD_RULES)).rows,
+        actions: (await c.query<ActionRow>(LOAD_ACTIONS)).rows,
+        dependencies: (await c.query<{ parent_rule_id: string; child_rule_id: string }>(LOAD_DEPENDENCIES))
+          .rows,
+      }),
+      'begin isolation level repeatable read read only',
+    );
+    return RuleSet.build(rules, actions, dependencies, version ?? '0');
   }
 
   private static build(

@@ -1,5 +1,7 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { inTransaction } from '../db/transaction.js';
 import type { Logger } from '../logger.js';
+import { createPool } from '../db/pool.js';
 
 export interface MaintenanceOptions {
   readonly databaseUrl: string;
@@ -48,13 +50,12 @@ export class MaintenanceJobs {
   constructor(options: MaintenanceOptions) {
     this.#logger = options.logger.child({ component: 'maintenance' });
     this.#intervalMs = options.intervalMs ?? 60_000;
-    this.#pool = new pg.Pool({
-      connectionString: options.databaseUrl,
+    this.#pool = createPool({
+      databaseUrl: options.databaseUrl,
       max: 1,
-      application_name: 'rulebook-maintenance',
-      keepAlive: true,
+      applicationName: 'rulebook-maintenance',
+      logger: this.#logger,
     });
-    this.#pool.on('error', (error) => this.#logger.warn({ err: error }, 'idle database connection failed'));
     // Releasing reservations takes the inventory allocation lock until commit, so it goes last.
     this.#jobs = [
       { name: 'expiredAlerts', sql: 'select workflow.expire_alerts() as count' },
@@ -83,19 +84,13 @@ export class MaintenanceJobs {
 
   /** Runs the jobs once, unless another daemon is running them; logs counts that are not zero. */
   async runOnce(): Promise<MaintenanceResult> {
-    const client = await this.#pool.connect();
     const counts = { expiredAlerts: 0, releasedReservations: 0, prunedScheduleRuns: 0 };
     const failed: string[] = [];
-    let broken: Error | undefined;
-    try {
-      await client.query('begin');
+    const ran = await inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ locked: boolean }>(
         `select pg_try_advisory_xact_lock(${MAINTENANCE_LOCK}) as locked`,
       );
-      if (!rows[0]?.locked) {
-        await client.query('commit');
-        return { ran: false, ...counts, failed };
-      }
+      if (!rows[0]?.locked) return false;
       for (const job of this.#jobs) {
         await client.query('savepoint rulebook_maintenance');
         try {
@@ -109,14 +104,9 @@ export class MaintenanceJobs {
           this.#logger.error({ err: error, job: job.name }, 'maintenance job failed');
         }
       }
-      await client.query('commit');
-    } catch (error) {
-      broken = error as Error;
-      await client.query('rollback').catch(() => {});
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+      return true;
+    });
+    if (!ran) return { ran: false, ...counts, failed };
     if (counts.expiredAlerts + counts.releasedReservations + counts.prunedScheduleRuns > 0) {
       this.#logger.info(counts, 'maintenance done');
     }

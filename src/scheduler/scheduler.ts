@@ -1,7 +1,9 @@
 import { createTask, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
-import pg from 'pg';
+import type pg from 'pg';
+import { inTransaction } from '../db/transaction.js';
 import type { Logger } from '../logger.js';
 import { parseSchedule, type Schedule } from './schedule.js';
+import { createPool } from '../db/pool.js';
 
 export interface SchedulerOptions {
   readonly databaseUrl: string;
@@ -80,13 +82,12 @@ export class Scheduler {
     this.#logger = options.logger.child({ component: 'scheduler' });
     this.#pollIntervalMs = options.pollIntervalMs ?? 1_000;
     this.#catchUpMs = options.catchUpMs ?? 60_000;
-    this.#pool = new pg.Pool({
-      connectionString: options.databaseUrl,
+    this.#pool = createPool({
+      databaseUrl: options.databaseUrl,
       max: 2,
-      application_name: 'rulebook-scheduler',
-      keepAlive: true,
+      applicationName: 'rulebook-scheduler',
+      logger: this.#logger,
     });
-    this.#pool.on('error', (error) => this.#logger.warn({ err: error }, 'idle database connection failed'));
     const cronLog = this.#logger.child({ component: 'node-cron' });
     this.#cronLogger = {
       info: (message) => cronLog.debug(message),
@@ -184,23 +185,16 @@ export class Scheduler {
   }
 
   async #load(): Promise<void> {
-    const client = await this.#pool.connect();
-    let version: string | undefined;
-    let rows: ScheduledRuleRow[];
-    let broken: Error | undefined;
-    try {
-      await client.query('begin isolation level repeatable read read only');
-      version = (await client.query<{ version: string }>('select version from workflow.rule_set_version'))
-        .rows[0]?.version;
-      rows = (await client.query<ScheduledRuleRow>(LOAD_SCHEDULED_RULES)).rows;
-      await client.query('commit');
-    } catch (error) {
-      broken = error as Error;
-      await client.query('rollback').catch(() => {});
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+    // One snapshot for the version and the rules, so that the version describes what was read.
+    const { version, rows } = await inTransaction(
+      this.#pool,
+      async (client) => ({
+        version: (await client.query<{ version: string }>('select version from workflow.rule_set_version'))
+          .rows[0]?.version,
+        rows: (await client.query<ScheduledRuleRow>(LOAD_SCHEDULED_RULES)).rows,
+      }),
+      'begin isolation level repeatable read read only',
+    );
     if (this.#stopping) return;
     this.#apply(rows);
     this.#version = version;
