@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { ConfigReader, isUuid } from './config-reader.js';
+import { isUuid } from '../is-uuid.js';
+import { ConfigReader } from './config-reader.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;

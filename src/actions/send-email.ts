@@ -2,7 +2,8 @@ import { enqueueNotification, type NewDelivery } from '../delivery/enqueue.js';
 import { describePerson, resolveReferences, type RecipientReference } from '../delivery/recipients.js';
 import type { EmailPayload } from '../delivery/types.js';
 import { emailRecipientId } from '../delivery/uuid-v5.js';
-import { ConfigReader, isUuid } from './config-reader.js';
+import { isUuid } from '../is-uuid.js';
+import { ConfigReader } from './config-reader.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 
 const TYPE = 'send_email';

@@ -10,7 +10,8 @@ import {
   type NotificationChannel,
   type NotificationPayload,
 } from '../delivery/types.js';
-import { ConfigReader, isUuid } from './config-reader.js';
+import { isUuid } from '../is-uuid.js';
+import { ConfigReader } from './config-reader.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 
 const TYPE = 'send_notification';

@@ -6,7 +6,8 @@ import type { Logger } from '../logger.js';
 import type { Authenticator, Caller } from './auth.js';
 import { HttpError } from './respond.js';
 import type { RequestContext, Router } from './router.js';
-import { QueryParams, isUuid } from './validate.js';
+import { isUuid } from '../is-uuid.js';
+import { QueryParams } from './validate.js';
 
 export interface AlertStreamOptions {
   readonly pool: pg.Pool;

@@ -15,7 +15,8 @@ import { readJsonBody } from './body.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { HttpError, sendJson } from './respond.js';
 import type { RequestContext, Router } from './router.js';
-import { QueryParams, bodyObject, bulkTarget, isUuid, optionalString } from './validate.js';
+import { isUuid } from '../is-uuid.js';
+import { QueryParams, bodyObject, bulkTarget, optionalString } from './validate.js';
 
 /** Notes are for a sentence or a paragraph, not a report. */
 export const MAX_NOTES_LENGTH = 2000;

@@ -83,10 +83,20 @@ export class Authenticator {
       revoked: boolean;
       expired: boolean;
     }>(
-      `select t.id, t.user_id, u.email, u.name, u.is_active, t.revoked_at is not null as revoked,
-              coalesce(t.expires_at <= now(), false) as expired
-         from core.api_tokens t join core.users u on u.id = t.user_id
-        where t.token_hash = $1`,
+      // One round trip: the token is read and, when it is good and its last use was noted more
+      // than TOUCH_INTERVAL ago, its last use is noted.
+      `with token as (
+         select t.id, t.user_id, u.email, u.name, u.is_active, t.revoked_at is not null as revoked,
+                coalesce(t.expires_at <= now(), false) as expired
+           from core.api_tokens t join core.users u on u.id = t.user_id
+          where t.token_hash = $1
+       ), touched as (
+         update core.api_tokens a set last_used_at = now()
+           from token
+          where a.id = token.id and not token.revoked and not token.expired and token.is_active
+            and (a.last_used_at is null or a.last_used_at < now() - interval '${TOUCH_INTERVAL}')
+       )
+       select * from token`,
       [hashToken(token)],
     );
     const row = rows[0];
@@ -94,11 +104,6 @@ export class Authenticator {
     if (row.revoked) return fail(401, 'this token has been revoked; ask an administrator for a new one');
     if (row.expired) return fail(401, 'this token has expired; ask an administrator for a new one');
     if (!row.is_active) return fail(403, 'this user account is deactivated');
-    await this.pool.query(
-      `update core.api_tokens set last_used_at = now()
-        where id = $1 and (last_used_at is null or last_used_at < now() - interval '${TOUCH_INTERVAL}')`,
-      [row.id],
-    );
     return { userId: row.user_id, email: row.email, name: row.name, tokenId: row.id };
   }
 

@@ -1,5 +1,5 @@
 import { HttpError } from './respond.js';
-import { isUuid } from './validate.js';
+import { isUuid } from '../is-uuid.js';
 
 /** A keyset position: a row's sort time (UTC, microseconds, as Postgres prints it) and its id. */
 export interface Cursor {

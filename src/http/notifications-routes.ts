@@ -5,7 +5,8 @@ import { readJsonBody } from './body.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { HttpError, sendJson } from './respond.js';
 import type { Router } from './router.js';
-import { QueryParams, bodyObject, isUuid } from './validate.js';
+import { isUuid } from '../is-uuid.js';
+import { QueryParams, bodyObject } from './validate.js';
 
 const MAX_PAGE_SIZE = 200;
 const DEFAULT_PAGE_SIZE = 50;

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { sendJson } from './respond.js';
 import { StaffApi, type StaffApiOptions } from './staff-api.js';
 
 export interface HttpServerOptions {
@@ -19,15 +20,6 @@ export interface HttpServerOptions {
 /** Request URLs without the event stream's ?access_token=, for logs. */
 function redactUrl(url: string | undefined): string | undefined {
   return url?.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]');
-}
-
-function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-  });
-  response.end(text);
 }
 
 /** rulebook's HTTP server: health and metrics; the staff API is mounted here too. */

@@ -1,10 +1,5 @@
+import { isUuid } from '../is-uuid.js';
 import { HttpError } from './respond.js';
-
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID_PATTERN.test(value);
-}
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
