@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { cliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
-import { freePort } from './support/test-server.js';
+import { freePort } from './support/free-port.js';
 import { waitFor } from './support/wait.js';
 
 let db: TestDatabase;

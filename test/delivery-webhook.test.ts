@@ -3,7 +3,7 @@ import type { DeliveryWorker } from '../src/delivery/delivery-worker.js';
 import { urlRecipientId } from '../src/delivery/uuid-v5.js';
 import { parseRetryAfter, signatureHeader } from '../src/delivery/webhook-sender.js';
 import type { Engine } from '../src/engine/engine.js';
-import { freePort } from './support/test-server.js';
+import { freePort } from './support/free-port.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import {
   deliveriesOf,

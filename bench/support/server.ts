@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startEmbeddedServer } from '../../src/db/embedded-server.js';
+import { freePort } from '../../test/support/free-port.js';
 
 export interface BenchServer {
   /** URL of the `postgres` database. */
@@ -11,17 +11,6 @@ export interface BenchServer {
   logTail(): string;
   /** Stops the server and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

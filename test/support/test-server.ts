@@ -3,22 +3,12 @@ import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startEmbeddedServer } from '../../src/db/embedded-server.js';
+import { freePort } from './free-port.js';
 
 export interface TestServer {
   /** A URL to a database on the server from which other databases can be created. */
   readonly adminUrl: string;
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function dockerReachable(): Promise<boolean> {
