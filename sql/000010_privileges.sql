@@ -1,0 +1,390 @@
+-- The privilege model (docs/privileges.md). Four roles, each with what its job needs:
+--   rulebook_admin          DBAs who register tables, write rules, actions and templates, retry events.
+--   rulebook_daemon         the daemon's login role is a member; the only role whose writes may set
+--                           rulebook.depth.
+--   rulebook_capture        owns the generated capture functions, which run the owner's type code
+--                           (casts to json, output functions) through to_jsonb: it may only insert
+--                           into workflow.events and read workflow.idle_daemons.
+--   rulebook_outbox_reader  reads the outbox, nothing else.
+-- Application writers need no privilege on workflow: the capture filters are executable by PUBLIC
+-- (a trigger's WHEN functions are checked for EXECUTE as the writer at run time; they only compare
+-- the row with itself), and a trigger function is not checked for EXECUTE when it fires.
+
+do $$
+declare
+  v_role text;
+  v_missing text[] := '{}';
+begin
+  foreach v_role in array array['rulebook_admin', 'rulebook_daemon', 'rulebook_capture', 'rulebook_outbox_reader'] loop
+    if not exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      v_missing := v_missing || v_role;
+    end if;
+  end loop;
+  if cardinality(v_missing) > 0 then
+    if not (select rolsuper or rolcreaterole from pg_catalog.pg_roles where rolname = current_user) then
+      raise exception 'rulebook migration 000010: roles % do not exist, and % may not create roles', v_missing, current_user
+        using errcode = 'insufficient_privilege',
+              hint = format('Have a role with CREATEROLE run: %s; grant rulebook_capture to %I; then migrate again.',
+                            (select string_agg(format('create role %I nologin', r), '; ') from unnest(v_missing) r),
+                            current_user);
+    end if;
+    foreach v_role in array v_missing loop
+      execute format('create role %I nologin', v_role);
+    end loop;
+  end if;
+  -- Changing a function's owner to rulebook_capture needs membership in it unless one is a
+  -- superuser. The membership gives the installing role nothing it did not have: it owns workflow.
+  if not (select rolsuper from pg_catalog.pg_roles where rolname = current_user)
+     and not pg_catalog.pg_has_role(current_user, 'rulebook_capture', 'MEMBER') then
+    begin
+      execute format('grant rulebook_capture to %I', current_user);
+    exception when insufficient_privilege then
+      raise exception 'rulebook migration 000010: % must be a member of rulebook_capture to give it the capture functions', current_user
+        using errcode = 'insufficient_privilege',
+              hint = format('Have a role with CREATEROLE run: grant rulebook_capture to %I; then migrate again.', current_user);
+    end;
+  end if;
+end
+$$;
+
+-- rulebook_capture: exactly what a capture function does, nothing more.
+grant usage on schema workflow to rulebook_capture;
+grant insert on workflow.events to rulebook_capture;
+grant select on workflow.idle_daemons to rulebook_capture;
+
+-- The types of a table's columns, followed into arrays, domains, composites and ranges, whose casts
+-- to json, jsonb or text or whose output function belong to a role that is not a superuser. to_jsonb
+-- in a capture function calls such code as rulebook_capture (and a superuser-owned function is code
+-- a superuser has vouched for). Casts to text are not used by to_jsonb today; they are listed
+-- because a conversion to text is the next thing anyone would reach for.
+create function workflow.capture_hazards(p_relation regclass)
+returns table (column_name name, column_type regtype, hazard_type regtype, hazard text, function_name regprocedure,
+               function_owner name)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive reached (column_name, column_type, type_oid, depth) as (
+    select a.attname, a.atttypid::regtype, a.atttypid, 0
+      from pg_attribute a
+     where a.attrelid = p_relation and a.attnum > 0 and not a.attisdropped
+    union all
+    select r.column_name, r.column_type, inner_type.oid, r.depth + 1
+      from reached r
+      join pg_type t on t.oid = r.type_oid
+     cross join lateral (
+       select t.typbasetype where t.typtype = 'd'
+       union all
+       select t.typelem where t.typelem <> 0
+       union all
+       select a.atttypid from pg_attribute a
+        where t.typtype = 'c' and a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped
+       union all
+       select rg.rngsubtype from pg_range rg where t.typtype = 'r' and rg.rngtypid = t.oid
+       union all
+       select rg.rngsubtype from pg_range rg where t.typtype = 'm' and rg.rngmultitypid = t.oid
+     ) inner_type (oid)
+     -- Types cannot contain themselves; the bound only keeps a damaged catalog from looping.
+     where r.depth < 32
+  )
+  select distinct r.column_name, r.column_type, c.castsource::regtype, 'cast to ' || format_type(c.casttarget, null),
+         c.castfunc::regprocedure, o.rolname
+    from reached r
+    join pg_cast c on c.castsource = r.type_oid and c.castfunc <> 0
+                  and c.casttarget in ('json'::regtype, 'jsonb'::regtype, 'text'::regtype)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+   where not o.rolsuper
+  union
+  select r.column_name, r.column_type, t.oid::regtype, 'output function', t.typoutput::regprocedure, o.rolname
+    from reached r
+    join pg_type t on t.oid = r.type_oid
+    join pg_proc p on p.oid = t.typoutput
+    join pg_roles o on o.oid = p.proowner
+   where not o.rolsuper
+$$;
+
+-- Refuses a table whose capture would run code of a role that is not a superuser (see
+-- capture_hazards): such code would run as rulebook_capture, which may write workflow.events.
+create function workflow.check_capture_safety(p_entity_name text, p_relation regclass) returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+  v_type text;
+begin
+  select * into v from workflow.capture_hazards(p_relation) order by 1, 3 limit 1;
+  if found then
+    v_type := case when v.hazard_type = v.column_type then v.column_type::text
+                   else format('%s (containing %s)', v.column_type, v.hazard_type) end;
+    raise exception 'workflow.entities "%": column % of % has type %, whose % is %, owned by %, which is not a superuser; capture would run it as rulebook_capture',
+      p_entity_name, quote_ident(v.column_name), p_relation, v_type, v.hazard, v.function_name, quote_ident(v.function_owner)
+      using errcode = 'insufficient_privilege',
+            hint = format('Drop that %s, or have a superuser review %s and take it over (alter function %s owner to a superuser); see docs/privileges.md.',
+                          v.hazard, v.function_name, v.function_name);
+  end if;
+end
+$$;
+
+-- The capture function, now owned by rulebook_capture (see 000004_capture.sql for why it looks as it
+-- does; the cost notes there hold). Two additions, both cheap:
+-- - It refuses to run for any table but its own, so that a role that may create a trigger cannot
+--   forge another table's events with it. The table is compared by schema and name (a few
+--   comparisons of name values), not by OID, which a dump and restore would change.
+-- - rulebook.depth is taken only from members of rulebook_daemon (the daemon, and superusers),
+--   as a number from 0 up; anything else counts as 0, so that a writer can neither switch rules off
+--   for its write nor let a rule loop, and a malformed value never fails a write. pg_has_role runs
+--   only when the setting holds a number, which an application's own write never does.
+create or replace function workflow.write_capture_function(p_entity_id uuid, p_relation regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  v_name text := workflow.capture_function_name(p_entity_id);
+  v_schema name;
+  v_table name;
+  v_new_key text;
+  v_old_key text;
+  v_values text := $v$case when pg_catalog.texteq(pg_catalog.current_setting('workflow.actor_id', true), '') then null
+                  else pg_catalog.current_setting('workflow.actor_id', true) end,
+             case when pg_catalog.textregexeq(pg_catalog.current_setting('rulebook.depth', true), '^[0-9]{1,9}$')
+                       and pg_catalog.pg_has_role(session_user, 'rulebook_daemon', 'MEMBER')
+                  then pg_catalog.current_setting('rulebook.depth', true)::pg_catalog.int4
+                  else 0 end$v$;
+begin
+  perform workflow.check_capture_safety(
+    coalesce((select name from workflow.entities where id = p_entity_id), p_entity_id::text), p_relation);
+  select n.nspname, c.relname into v_schema, v_table
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+   where c.oid = p_relation;
+  select 'pg_catalog.jsonb_build_object(' || string_agg(format('%L, new.%I', a.attname, a.attname), ', ' order by k.ord) || ')',
+         'pg_catalog.jsonb_build_object(' || string_agg(format('%L, old.%I', a.attname, a.attname), ', ' order by k.ord) || ')'
+    into v_new_key, v_old_key
+    from pg_catalog.pg_index i
+   cross join lateral unnest(i.indkey) with ordinality as k (attnum, ord)
+    join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+   where i.indrelid = p_relation and i.indisprimary;
+  if v_new_key is null then
+    raise exception 'workflow.entities: table % has no primary key', p_relation
+      using errcode = 'invalid_table_definition',
+            hint = 'rulebook identifies changed rows by their primary key; add one before registering the table.';
+  end if;
+  -- No SET search_path, and every name schema-qualified: see 000004_capture.sql.
+  execute format($f$
+create or replace function workflow.%I() returns trigger
+language plpgsql security definer
+as $body$
+begin
+  if tg_table_name operator(pg_catalog.<>) %L::pg_catalog.name
+     or tg_table_schema operator(pg_catalog.<>) %L::pg_catalog.name then
+    raise exception 'rulebook: capture function workflow.%s belongs to %s and refuses to run for %%.%%', tg_table_schema, tg_table_name
+      using errcode = 'insufficient_privilege';
+  end if;
+  if tg_op operator(pg_catalog.=) 'UPDATE' then
+    insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, depth)
+    values (%L, 'on_update', %s, pg_catalog.to_jsonb(old), pg_catalog.to_jsonb(new), %s);
+  elsif tg_op operator(pg_catalog.=) 'INSERT' then
+    insert into workflow.events (entity_id, operation, row_key, new_row, actor_id, depth)
+    values (%L, 'on_create', %s, pg_catalog.to_jsonb(new), %s);
+  else
+    insert into workflow.events (entity_id, operation, row_key, old_row, actor_id, depth)
+    values (%L, 'on_delete', %s, pg_catalog.to_jsonb(old), %s);
+  end if;
+  -- Wake a waiting daemon once per transaction (what workflow.wake_daemons does, inline).
+  if pg_catalog.current_setting('rulebook.wake_checked', true) is null
+     or pg_catalog.current_setting('rulebook.wake_checked', true) operator(pg_catalog.<>) 'on' then
+    perform pg_catalog.set_config('rulebook.wake_checked', 'on', true);
+    if exists (select from workflow.idle_daemons) then
+      perform pg_catalog.pg_notify('rulebook_events', '');
+    end if;
+  end if;
+  return null;
+end
+$body$
+$f$,
+    v_name,
+    v_table, v_schema, v_name,
+    replace(replace(format('%I.%I', v_schema, v_table), '''', ''''''), '%', '%%'),
+    p_entity_id, v_new_key, v_values,
+    p_entity_id, v_new_key, v_values,
+    p_entity_id, v_old_key, v_values);
+  execute format('revoke all on function workflow.%I() from public', v_name);
+  execute format('alter function workflow.%I() owner to rulebook_capture', v_name);
+end
+$fn$;
+
+-- Switching an entity back on runs the same check as registering it: capture was switched off
+-- (below) because its table came to hold a type that is unsafe to capture.
+create function workflow.check_entity_capture_safety() returns trigger
+language plpgsql as $$
+declare
+  v_relation regclass;
+begin
+  if new.is_active is not false and old.is_active is false then
+    v_relation := workflow.entity_relation(new.schema_name, new.name);
+    if v_relation is not null and (select relkind from pg_catalog.pg_class where oid = v_relation) in ('r', 'p') then
+      -- Checks the table again (check_capture_safety) and rewrites the function for its name now.
+      perform workflow.write_capture_function(new.id, v_relation);
+    end if;
+  end if;
+  return new;
+end
+$$;
+
+create trigger check_entity_capture_safety before update on workflow.entities
+  for each row execute function workflow.check_entity_capture_safety();
+
+-- Rewrites an entity's capture after DDL on its table or on types: the capture function (the table
+-- may have been renamed), the filters (columns may have changed), and the safety check (a column or
+-- cast may have been added). It never fails the DDL, which is the host application's: a table
+-- that became unsafe to capture gets its capture switched off (is_active = false) with a warning,
+-- and any other failure leaves capture as it was, with a warning.
+create function workflow.recapture_after_ddl(p_entity_id uuid, p_relation regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_name text;
+  v_message text;
+begin
+  select name into v_name from workflow.entities where id = p_entity_id;
+  begin
+    perform workflow.check_capture_safety(v_name, p_relation);
+  exception when insufficient_privilege then
+    get stacked diagnostics v_message = message_text;
+    update workflow.entities set is_active = false where id = p_entity_id and is_active is not false;
+    raise warning 'rulebook: % Capture of % is switched off (workflow.entities.is_active = false) until that is fixed.',
+      v_message, p_relation;
+    return;
+  end;
+  begin
+    perform workflow.write_capture_function(p_entity_id, p_relation);
+    perform workflow.refresh_capture(p_entity_id);
+  exception when others then
+    get stacked diagnostics v_message = message_text;
+    raise warning 'rulebook: capture of % could not be refreshed after this DDL: %', p_relation, v_message
+      using hint = format('Run select workflow.refresh_capture(%L) once the table is fixed.', p_entity_id);
+  end;
+end
+$$;
+
+-- The event trigger runs for every ALTER TABLE in the database, as whoever issues it. A table
+-- without rulebook's capture trigger returns after one catalog lookup by index (pg_trigger's
+-- (tgrelid, tgname)), without reading workflow, which the issuer usually may not. A registered
+-- table is refreshed by the SECURITY DEFINER functions above. The entity is found from the capture
+-- function the trigger calls, so a renamed table is still found.
+create or replace function workflow.refresh_capture_after_ddl() returns event_trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+begin
+  for v in
+    select distinct c.objid as relation, e.id as entity_id
+      from pg_event_trigger_ddl_commands() c
+      join pg_trigger t on t.tgrelid = c.objid and t.tgname = 'rulebook_capture_insert'
+      join pg_proc p on p.oid = t.tgfoid
+      join workflow.entities e on workflow.capture_function_name(e.id) = p.proname
+     where c.classid = 'pg_class'::regclass
+  loop
+    perform workflow.recapture_after_ddl(v.entity_id, v.relation::regclass);
+  end loop;
+end
+$$;
+
+-- A cast or a composite type's new attribute can make an already registered table unsafe to
+-- capture. CREATE CAST and ALTER TYPE are rare, so every captured table is checked again.
+create function workflow.check_capture_after_type_ddl() returns event_trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+begin
+  for v in
+    select t.tgrelid as relation, e.id as entity_id
+      from pg_trigger t
+      join pg_proc p on p.oid = t.tgfoid
+      join workflow.entities e on workflow.capture_function_name(e.id) = p.proname
+     where t.tgname = 'rulebook_capture_insert' and e.is_active is not false
+  loop
+    if exists (select 1 from workflow.capture_hazards(v.relation::regclass)) then
+      perform workflow.recapture_after_ddl(v.entity_id, v.relation::regclass);
+    end if;
+  end loop;
+end
+$$;
+
+do $$
+begin
+  if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+    create event trigger rulebook_check_capture_types on ddl_command_end
+      when tag in ('CREATE CAST', 'ALTER TYPE')
+      execute function workflow.check_capture_after_type_ddl();
+  end if;
+end
+$$;
+
+-- Grants by role, in the manner of PgQ's newgrants files, computed from the catalog so that
+-- functions added by later migrations are covered too: src/db/migrate.ts runs this after every
+-- migration. EXECUTE is revoked from PUBLIC on every function in workflow except the capture
+-- filters (see the top of this file). Not done with ALTER DEFAULT PRIVILEGES ... REVOKE EXECUTE
+-- FROM PUBLIC: that can only be set for all schemas at once, and would change what every function
+-- the installing role creates in this database (the host application's too) lets PUBLIC do. The
+-- generated capture functions revoke their own EXECUTE (write_capture_function).
+create function workflow.apply_privileges() returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+begin
+  for v in
+    select p.oid::regprocedure as fn, p.proname
+      from pg_proc p
+     where p.pronamespace = 'workflow'::regnamespace
+  loop
+    if v.proname ~ '^capture_filter_[0-9a-f]{32}_(insert|update|delete)$' then
+      execute format('grant execute on function %s to public', v.fn);
+    elsif v.proname ~ '^capture_[0-9a-f]{32}$' then
+      execute format('revoke all on function %s from public, rulebook_admin, rulebook_daemon, rulebook_outbox_reader', v.fn);
+    else
+      execute format('revoke all on function %s from public', v.fn);
+      if v.proname <> 'apply_privileges' then
+        execute format('grant execute on function %s to rulebook_admin, rulebook_daemon', v.fn);
+      end if;
+    end if;
+  end loop;
+
+  grant usage on schema workflow to rulebook_admin, rulebook_daemon, rulebook_outbox_reader;
+  grant select, insert, update, delete on all tables in schema workflow to rulebook_admin, rulebook_daemon;
+  grant usage, select on all sequences in schema workflow to rulebook_admin, rulebook_daemon;
+  grant select on workflow.outbox, workflow.events to rulebook_outbox_reader;
+  -- postgres-migrations' bookkeeping: only the installing role writes it.
+  if to_regclass('workflow.migrations') is not null then
+    revoke insert, update, delete on workflow.migrations from rulebook_admin, rulebook_daemon;
+  end if;
+  grant execute on function workflow.changed_fields(jsonb, jsonb) to rulebook_outbox_reader;
+
+  -- core may belong to the application (000001 keeps tables that exist): grant what can be granted.
+  begin
+    grant usage on schema core to rulebook_admin, rulebook_daemon;
+    grant select on core.users, core.roles, core.user_roles to rulebook_daemon;
+    grant select, insert, update on core.api_tokens to rulebook_daemon;
+    grant select, insert, update, delete on core.users, core.roles, core.user_roles, core.api_tokens to rulebook_admin;
+  exception when insufficient_privilege then
+    raise notice 'rulebook: % may not grant on core; grant rulebook_daemon read access to core.users, core.roles and core.user_roles, and read/write access to core.api_tokens', current_user;
+  end;
+end
+$$;
+
+select workflow.apply_privileges();
+
+-- Tables registered before this migration: rewrite their capture functions (new owner, the table
+-- check, the depth rule). A table that is unsafe to capture is switched off with a warning rather
+-- than failing the upgrade.
+select workflow.recapture_after_ddl(e.id, workflow.entity_relation(e.schema_name, e.name))
+  from workflow.entities e
+  join workflow.entity_types t on t.id = e.entity_type_id
+ where t.name = 'table' and workflow.entity_relation(e.schema_name, e.name) is not null;
