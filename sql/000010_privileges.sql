@@ -208,7 +208,10 @@ $f$,
     p_entity_id, v_new_key, v_values,
     p_entity_id, v_new_key, v_values,
     p_entity_id, v_old_key, v_values);
+  -- EXECUTE is checked when a trigger is created, not when it fires: rulebook_admin registers
+  -- tables (install_capture runs as the caller, whose TRIGGER privilege on the table is the gate).
   execute format('revoke all on function workflow.%I() from public', v_name);
+  execute format('grant execute on function workflow.%I() to rulebook_admin', v_name);
   execute format('alter function workflow.%I() owner to rulebook_capture', v_name);
 end
 $fn$;
@@ -285,6 +288,36 @@ begin
   execute format('create or replace function workflow.%I(o record, n record) returns boolean language plpgsql as %L',
                  workflow.capture_filter_name(p_entity_id, 'update'),
                  format('begin return %s; end', v_update));
+end
+$$;
+
+-- Unregistering a table works for whoever could register it (see the exception below); 000004's
+-- function otherwise.
+create or replace function workflow.remove_capture(p_entity_id uuid, p_schema_name text, p_name text) returns void
+language plpgsql
+set lock_timeout = '3s'
+as $$
+declare
+  v_relation regclass := workflow.entity_relation(p_schema_name, p_name);
+begin
+  if v_relation is not null then
+    begin
+      execute format('drop trigger if exists rulebook_capture_insert on %s', v_relation);
+      execute format('drop trigger if exists rulebook_capture_update on %s', v_relation);
+      execute format('drop trigger if exists rulebook_capture_delete on %s', v_relation);
+    exception when insufficient_privilege then
+      -- DROP TRIGGER needs the table's owner, CREATE TRIGGER only the TRIGGER privilege, with
+      -- which rulebook_admin registered the table. The triggers depend on the capture functions,
+      -- so drop_capture_filters (run as workflow's owner) drops them with its CASCADE.
+      null;
+    when lock_not_available then
+      raise exception 'workflow.entities "%": % is busy; could not take the lock to remove capture triggers within lock_timeout',
+        p_name, v_relation
+        using errcode = 'lock_not_available',
+              hint = 'Long transactions hold the table. Retry the statement; nothing was changed.';
+    end;
+  end if;
+  perform workflow.drop_capture_filters(p_entity_id);
 end
 $$;
 
@@ -424,7 +457,8 @@ begin
     if v.proname ~ '^capture_filter_[0-9a-f]{32}_(insert|update|delete)$' then
       execute format('grant execute on function %s to public', v.fn);
     elsif v.proname ~ '^capture_[0-9a-f]{32}$' then
-      execute format('revoke all on function %s from public, rulebook_admin, rulebook_daemon, rulebook_outbox_reader', v.fn);
+      execute format('revoke all on function %s from public, rulebook_daemon, rulebook_outbox_reader', v.fn);
+      execute format('grant execute on function %s to rulebook_admin', v.fn);
     else
       execute format('revoke all on function %s from public', v.fn);
       if v.proname <> 'apply_privileges' then

@@ -6,6 +6,8 @@ import type { TestDatabase } from './database.js';
 /** A login role of the test cluster and a pool connected as it to one test database. */
 export interface LoginRole {
   readonly name: string;
+  /** The test database's URL with this role's name and password. */
+  readonly url: string;
   readonly pool: pg.Pool;
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R[]>;
 }
@@ -41,6 +43,7 @@ export class TestRoles {
     const pool = new pg.Pool({ connectionString: url.toString(), max: 3 });
     const role: LoginRole = {
       name,
+      url: url.toString(),
       pool,
       async query(text, values) {
         return (await pool.query(text, values)).rows;
