@@ -212,7 +212,16 @@ $f$,
   -- tables (install_capture runs as the caller, whose TRIGGER privilege on the table is the gate).
   execute format('revoke all on function workflow.%I() from public', v_name);
   execute format('grant execute on function workflow.%I() to rulebook_admin', v_name);
-  execute format('alter function workflow.%I() owner to rulebook_capture', v_name);
+  -- A non-superuser may give an object only to a role that may create in its schema. CREATE on
+  -- workflow would let code running as rulebook_capture add functions there, so it holds for
+  -- this statement only (and nobody else sees it: the transaction has not committed).
+  if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+    execute format('alter function workflow.%I() owner to rulebook_capture', v_name);
+  else
+    grant create on schema workflow to rulebook_capture;
+    execute format('alter function workflow.%I() owner to rulebook_capture', v_name);
+    revoke create on schema workflow from rulebook_capture;
+  end if;
 end
 $fn$;
 
