@@ -340,9 +340,14 @@ begin
   if new.is_active is not false and old.is_active is false then
     v_relation := workflow.entity_relation(new.schema_name, new.name);
     if v_relation is not null and (select relkind from pg_catalog.pg_class where oid = v_relation) in ('r', 'p') then
-      -- Checks the table again (in write_capture_function) and puts the triggers back, which
-      -- the upgrade to this migration removes from tables that are unsafe to capture.
-      perform workflow.install_capture(new.id);
+      -- write_capture_function checks the table again. The triggers are put back only when
+      -- missing (the upgrade to this migration removes them from tables unsafe to capture): that
+      -- takes a lock on the table and the TRIGGER privilege, which switching on otherwise does not.
+      if exists (select 1 from pg_catalog.pg_trigger where tgrelid = v_relation and tgname = 'rulebook_capture_insert') then
+        perform workflow.write_capture_function(new.id, v_relation);
+      else
+        perform workflow.install_capture(new.id);
+      end if;
     end if;
   end if;
   return new;

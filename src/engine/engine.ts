@@ -11,6 +11,7 @@ import { RuleSet } from './rule-cache.js';
 import type { CapturedEvent } from './types.js';
 import { WakeSignal } from './wake-signal.js';
 import { createPool } from '../db/pool.js';
+import { assertDaemonRole } from './daemon-role.js';
 
 export interface EngineOptions {
   readonly databaseUrl: string;
@@ -132,6 +133,7 @@ export class Engine {
 
   async start(): Promise<void> {
     this.#stopping = false;
+    await assertDaemonRole(this.#pool);
     await this.#reloadRules();
     await this.#listener.start();
     this.#running = true;

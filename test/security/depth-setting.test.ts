@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../../src/engine/engine.js';
+import { Engine } from '../../src/engine/engine.js';
+import { createLogger } from '../../src/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { startEngine } from '../support/engine.js';
 import { createRule } from '../support/rules.js';
@@ -114,5 +115,20 @@ describe('a self-updating rule', () => {
     expect(executions.length).toBeLessThanOrEqual(5);
     const [task] = await db.query<{ n: number }>(`select n from app.tasks where id = 1`);
     expect(String(task!.n).length).toBeLessThanOrEqual(5);
+  });
+});
+
+describe('a daemon whose login role is not in rulebook_daemon', () => {
+  it('refuses to start, since the chain limit would not hold for it', async () => {
+    const engine = new Engine({ databaseUrl: writer.url, logger: createLogger('silent') });
+    try {
+      await expect(engine.start()).rejects.toThrow(
+        new RegExp(
+          `"${writer.name}" is not a member of rulebook_daemon.*grant rulebook_daemon to ${writer.name}`,
+        ),
+      );
+    } finally {
+      await engine.stop();
+    }
   });
 });
