@@ -27,9 +27,11 @@ export async function migrateDatabase(databaseUrl: string): Promise<string[]> {
       const applied = await migrate({ client }, migrationsDir());
       // Functions and tables added by any migration get the privilege model's grants and lose
       // PUBLIC's EXECUTE (sql/000010_privileges.sql explains why this is not a default privilege).
-      await client.query(
-        "select workflow.apply_privileges() where to_regprocedure('workflow.apply_privileges()') is not null",
-      );
+      if (applied.length > 0) {
+        await client.query(
+          "select workflow.apply_privileges() where to_regprocedure('workflow.apply_privileges()') is not null",
+        );
+      }
       return applied.filter((migration) => migration.id > 0).map((migration) => migration.fileName);
     } finally {
       await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]);
