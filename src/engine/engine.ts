@@ -3,7 +3,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
-import { claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
+import { buryEvent, claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
 import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
 import { NotificationListener } from './notification-listener.js';
@@ -334,9 +334,12 @@ export class Engine {
         transaction.open = false;
         await client.query('rollback');
         await client.query('begin');
-        for (const { event, message } of poisoned) await failEvent(client, event.id, message, 1);
+        const buried: typeof poisoned = [];
+        for (const item of poisoned) {
+          if (await buryEvent(client, item.event.id, item.message)) buried.push(item);
+        }
         await client.query('commit');
-        for (const { event, message } of poisoned) {
+        for (const { event, message } of buried) {
           this.metrics.eventsFailed.inc('dead');
           this.#logger.error(
             { eventId: event.id, entityId: event.entityId, reason: message },
