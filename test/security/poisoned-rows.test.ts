@@ -4,6 +4,7 @@ import type { Engine } from '../../src/engine/engine.js';
 import { HttpServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
 import { MaintenanceJobs } from '../../src/scheduler/maintenance.js';
+import { CURRENCY_FORMAT_CACHE_LIMIT, cachedCurrencyFormats } from '../../src/templating/helpers.js';
 import { asRole, createTestRole } from '../support/attacker-role.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { startEngine, TEST_LOG_TABLE } from '../support/engine.js';
@@ -120,6 +121,43 @@ describe('a row holding jsonb nested 5,000 deep', () => {
     const response = await fetch(health);
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ status: 'ok', events: { pending: 0, dead: 21 } });
+  });
+});
+
+describe('rows that pick currency codes and locales', () => {
+  it('keep the formatter cache bounded and an unknown code fails only its action', async () => {
+    await db.query(`create table app.prices (id serial primary key, amount numeric, code text, locale text)`);
+    const ruleId = await createRule(db, {
+      name: 'Price shown',
+      entity: 'app.prices',
+      trigger: 'on_create',
+      actions: [
+        { name: 'show', config: { action_type: 'test_log', label: 'price {{currency amount code locale}}' } },
+      ],
+    });
+    await db.query('grant select, insert on app.prices to ' + writer.name);
+    await db.query('grant usage on all sequences in schema app to ' + writer.name);
+    engine = await startEngine(db);
+    const rows = CURRENCY_FORMAT_CACHE_LIMIT + 100;
+    await asRole(db, writer.name, async (query) => {
+      await query(
+        `insert into app.prices (amount, code, locale)
+         select 5, 'EUR', 'en-US-x-p' || i from generate_series(1, $1::int) as i`,
+        [rows],
+      );
+      await query(`insert into app.prices (amount, code, locale) values (5, 'XYZ', 'en-US')`);
+    });
+    const executions = await waitFor('every price row handled', async () => {
+      const found = await executionsOf(db, ruleId);
+      return found.length === rows + 1 ? found : undefined;
+    });
+    expect(executions.filter((row) => row.status === 'success')).toHaveLength(rows);
+    expect(executions.filter((row) => row.status === 'failed')).toEqual([
+      expect.objectContaining({
+        error_message: expect.stringMatching(/currency "XYZ" .*not an ISO 4217 currency code/),
+      }),
+    ]);
+    expect(cachedCurrencyFormats()).toBeLessThanOrEqual(CURRENCY_FORMAT_CACHE_LIMIT);
   });
 });
 
