@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildTemplateContext, type TemplateContextInput } from '../src/templating/context.js';
+import { MAX_JSON_DEPTH } from '../src/json-depth.js';
 import { CURRENCY_FORMAT_CACHE_LIMIT, cachedCurrencyFormats } from '../src/templating/helpers.js';
 import { compileTemplate, renderDeep } from '../src/templating/render.js';
 
@@ -178,6 +179,16 @@ describe('renderDeep', () => {
     const value = { a: ['{{order_number}}'] };
     renderDeep(value, context, text);
     expect(value).toEqual({ a: ['{{order_number}}'] });
+  });
+
+  it('refuses values nested deeper than rulebook handles, with a clear error instead of a stack overflow', () => {
+    const nested = (depth: number) => {
+      let value: unknown = '{{order_number}}';
+      for (let level = 0; level < depth; level++) value = { a: value };
+      return value;
+    };
+    expect(() => renderDeep(nested(MAX_JSON_DEPTH), context, text)).not.toThrow();
+    expect(() => renderDeep(nested(5_000), context, text)).toThrow(/nested more than 100 levels deep/);
   });
 });
 

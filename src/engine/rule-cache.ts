@@ -191,7 +191,6 @@ export class RuleSet {
       list.push(actionFrom(row));
       actionsByRule.set(row.rule_id, list);
     }
-
     const parentsByRule = new Map<string, string[]>();
     for (const dependency of dependencies) {
       const list = parentsByRule.get(dependency.child_rule_id) ?? [];
