@@ -52,6 +52,8 @@ Environment:
   RULEBOOK_LEASE_SECONDS    how long a stalled claim holds its events (default 30)
   RULEBOOK_MAX_ATTEMPTS     failed attempts before an event is dead (default 5)
   RULEBOOK_MAX_CHAIN_DEPTH  rule executions that may cause each other in a chain (default 10)
+  RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS
+                            /healthz answers 503 when the oldest pending event is older (default 300)
   SMTP_URL                  smtp:// or smtps:// server for e-mail deliveries (unset: e-mail fails)
   SMTP_FROM                 sender address of e-mail (default rulebook@localhost)
   SMS_PROVIDER_URL          http(s) endpoint that receives sms deliveries (unset: sms fails)

@@ -31,6 +31,12 @@ export interface Config {
     readonly maxAttempts: number;
     readonly pollIntervalMs: number;
   };
+  // --- health (issue 9) ---
+  readonly health: {
+    /** RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS: /healthz is 503 once the oldest pending event is older. */
+    readonly maxPendingAgeSeconds: number;
+  };
+  // --- end health ---
   /** Scheduled rules run in every daemon; their rule changes are checked at engine.pollIntervalMs. */
   readonly scheduler: {
     /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
@@ -124,6 +130,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       maxAttempts: parsePositiveInt('DELIVERY_MAX_ATTEMPTS', env.DELIVERY_MAX_ATTEMPTS, 5),
       pollIntervalMs: parsePositiveInt('DELIVERY_POLL_INTERVAL_MS', env.DELIVERY_POLL_INTERVAL_MS, 1000),
     }),
+    // --- health (issue 9) ---
+    health: Object.freeze({
+      maxPendingAgeSeconds: parsePositiveInt(
+        'RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS',
+        env.RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS,
+        300,
+      ),
+    }),
+    // --- end health ---
     scheduler: Object.freeze({
       maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
     }),

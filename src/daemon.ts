@@ -78,7 +78,13 @@ export async function startDaemon(
         logger,
       });
       cleanups.push(() => pool.end());
-      http = new HttpServer({ port: config.port, pool, engine, logger });
+      http = new HttpServer({
+        port: config.port,
+        pool,
+        engine,
+        logger,
+        maxPendingAgeSeconds: config.health.maxPendingAgeSeconds,
+      });
       await http.start();
       const server = http;
       cleanups.push(() => server.stop());

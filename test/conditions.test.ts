@@ -308,6 +308,16 @@ describe('fieldsChanged', () => {
     );
     expect(fieldsChanged(event).sort()).toEqual(['added', 'code', 'gone', 'status', 'tags']);
   });
+
+  it('compares jsonb nested 20,000 deep without overflowing the stack', () => {
+    const nested = (leaf: unknown) => {
+      let value = leaf;
+      for (let level = 0; level < 20_000; level++) value = level % 2 ? { a: value } : [value];
+      return value;
+    };
+    expect(fieldsChanged(updated({ id: 1, body: nested(1) }, { id: 1, body: nested('1.0') }))).toEqual([]);
+    expect(fieldsChanged(updated({ id: 1, body: nested(1) }, { id: 1, body: nested(2) }))).toEqual(['body']);
+  });
 });
 
 describe('compileConditions', () => {

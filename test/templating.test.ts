@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildTemplateContext, type TemplateContextInput } from '../src/templating/context.js';
+import { MAX_JSON_DEPTH } from '../src/json-depth.js';
+import { CURRENCY_FORMAT_CACHE_LIMIT, cachedCurrencyFormats } from '../src/templating/helpers.js';
 import { compileTemplate, renderDeep } from '../src/templating/render.js';
 
 const text = { html: false } as const;
@@ -42,6 +44,14 @@ describe('helpers', () => {
 
   it('currency reports a malformed currency code', () => {
     expect(() => render('{{currency 1 "US"}}')).toThrow(/currency "US"/);
+    expect(() => render('{{currency 1 "XYZ"}}')).toThrow(/currency "XYZ" .*not an ISO 4217 currency code/);
+  });
+
+  it('currency keeps a bounded number of formatters, whatever codes and locales rows hold', () => {
+    for (let i = 0; i < CURRENCY_FORMAT_CACHE_LIMIT + 50; i++) {
+      expect(render('{{currency 1 "EUR" locale}}', { locale: `en-US-x-r${i}` })).toBe('€1.00');
+    }
+    expect(cachedCurrencyFormats()).toBe(CURRENCY_FORMAT_CACHE_LIMIT);
   });
 
   it('formatDate accepts ISO text, Dates and epoch milliseconds', () => {
@@ -169,6 +179,16 @@ describe('renderDeep', () => {
     const value = { a: ['{{order_number}}'] };
     renderDeep(value, context, text);
     expect(value).toEqual({ a: ['{{order_number}}'] });
+  });
+
+  it('refuses values nested deeper than rulebook handles, with a clear error instead of a stack overflow', () => {
+    const nested = (depth: number) => {
+      let value: unknown = '{{order_number}}';
+      for (let level = 0; level < depth; level++) value = { a: value };
+      return value;
+    };
+    expect(() => renderDeep(nested(MAX_JSON_DEPTH), context, text)).not.toThrow();
+    expect(() => renderDeep(nested(5_000), context, text)).toThrow(/nested more than 100 levels deep/);
   });
 });
 

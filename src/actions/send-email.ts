@@ -29,13 +29,26 @@ function renderedList(context: ActionContext, config: ConfigReader, field: strin
   }
   return (items as string[]).map((item, index) => {
     const where = typeof raw === 'string' ? `config.${field}` : `config.${field}[${index}]`;
-    return classify(where, context.render(item).trim());
+    return classify(where, item, context.render(item).trim());
   });
 }
 
-function classify(where: string, value: string): Entry {
+/**
+ * `source` is the config text and `value` what it rendered to. A user or role id is taken only from
+ * literal config: a template fills in row data, and a writer of the row must not be able to pick
+ * staff (or a whole role) as recipients by storing their id where an address belongs.
+ */
+function classify(where: string, source: string, value: string): Entry {
   if (value === '') throw new ActionError(`${TYPE}: ${where} rendered to an empty string`);
-  if (isUuid(value)) return { where, kind: 'id', id: value.toLowerCase() };
+  if (isUuid(value)) {
+    if (source.includes('{{')) {
+      throw new ActionError(
+        `${TYPE}: ${where} rendered to ${JSON.stringify(value)}, which looks like a user or role id; ` +
+          'ids are taken only from literal config, never from templates, so write the id itself',
+      );
+    }
+    return { where, kind: 'id', id: value.toLowerCase() };
+  }
   if (isEmailAddress(value)) return { where, kind: 'address', address: value };
   throw new ActionError(
     `${TYPE}: ${where} is ${JSON.stringify(value)}, which is neither an e-mail address nor a user or role id`,
@@ -46,14 +59,16 @@ interface Recipient {
   readonly recipientId: string;
   readonly address: string | null;
   readonly error?: string;
+  /** A member of a role: sent the message as Bcc, so that the role's members are not disclosed. */
+  readonly viaRole?: boolean;
 }
 
 /**
  * send_email: one message per recipient, queued for the delivery worker.
  *
- * config: to (addresses, user ids and role ids, mixed; templated), subject, text and/or html
- * (templated; html escapes what it interpolates), optional cc (like to) and reply_to (an address or
- * a user id). Roles expand to their active members. A user without an e-mail address gets a failed
+ * config: to (addresses, user ids and role ids, mixed; templated, but ids only literally), subject,
+ * text and/or html (templated; html escapes what it interpolates), optional cc (like to) and reply_to
+ * (an address or a user id). Roles expand to their active members, who get the message as Bcc. A user without an e-mail address gets a failed
  * delivery row at once; an unknown user or role id fails the action.
  */
 export const sendEmail: ActionHandler = {
@@ -63,9 +78,11 @@ export const sendEmail: ActionHandler = {
     const to = renderedList(context, config, 'to');
     if (to.length === 0) throw new ActionError(`${TYPE}: config.to needs at least one recipient`);
     const cc = renderedList(context, config, 'cc');
-    const replyToEntry = config.has('reply_to')
-      ? classify('config.reply_to', context.render(config.string('reply_to')).trim())
-      : undefined;
+    const replyToSource = config.has('reply_to') ? config.string('reply_to') : undefined;
+    const replyToEntry =
+      replyToSource === undefined
+        ? undefined
+        : classify('config.reply_to', replyToSource, context.render(replyToSource).trim());
     const subject = context.render(config.string('subject'));
     const text = config.has('text') ? context.render(config.string('text')) : undefined;
     const html = config.has('html') ? context.render(config.string('html'), { html: true }) : undefined;
@@ -113,21 +130,24 @@ export const sendEmail: ActionHandler = {
         }
         const reference = byId.get(entry.id)!;
         if (reference.kind === 'role' && reference.people.length === 0) emptyRoles.push(entry.id);
+        const viaRole = reference.kind === 'role';
         for (const person of reference.people) {
           if (!person.isActive) {
             add({
               recipientId: person.id,
               address: null,
               error: `${describePerson(person)} is not active (core.users.is_active is false)`,
+              viaRole,
             });
           } else if (!person.email) {
             add({
               recipientId: person.id,
               address: null,
               error: `${describePerson(person)} has no e-mail address in core.users`,
+              viaRole,
             });
           } else {
-            add({ recipientId: person.id, address: person.email });
+            add({ recipientId: person.id, address: person.email, viaRole });
           }
         }
       }
@@ -141,9 +161,10 @@ export const sendEmail: ActionHandler = {
         `${TYPE}: no recipients: ${emptyRoles.map((id) => `role ${id}`).join(', ')} has no active members`,
       );
     }
+    // The To and Cc headers; role members get the message as Bcc (EmailSender).
     const sendable = (list: Recipient[]) =>
       list.flatMap((recipient) =>
-        recipient.error === undefined && recipient.address ? [recipient.address] : [],
+        recipient.error === undefined && recipient.address && !recipient.viaRole ? [recipient.address] : [],
       );
     const payload: EmailPayload = {
       kind: 'email',

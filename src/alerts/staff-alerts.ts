@@ -159,7 +159,12 @@ export async function getAlert(
 }
 
 export type AcknowledgeOutcome =
-  'acknowledged' | 'already_acknowledged' | 'already_dismissed' | 'already_resolved' | 'not_found';
+  | 'acknowledged'
+  | 'already_acknowledged'
+  | 'already_dismissed'
+  | 'already_resolved'
+  | 'expired'
+  | 'not_found';
 export type DismissOutcome = 'dismissed' | 'already_dismissed' | 'already_resolved' | 'not_found';
 
 export type Target = { readonly ids: readonly string[] } | { readonly all: true };
@@ -184,14 +189,18 @@ export async function acknowledgeAlerts(
 ): Promise<ChangeResult<AcknowledgeOutcome>[]> {
   return change(pool, userId, target, {
     all: `a.status = 'active' and (a.expires_date is null or a.expires_date > now())`,
-    decide: (status) =>
-      status === 'active'
-        ? 'acknowledged'
-        : status === 'acknowledged'
-          ? 'already_acknowledged'
-          : status === 'dismissed'
-            ? 'already_dismissed'
-            : 'already_resolved',
+    // An active alert past its expires_date is one nobody can act on any more (see listAlerts),
+    // even before workflow.expire_alerts() has marked it resolved.
+    decide: (status, expired) =>
+      status === 'active' && expired
+        ? 'expired'
+        : status === 'active'
+          ? 'acknowledged'
+          : status === 'acknowledged'
+            ? 'already_acknowledged'
+            : status === 'dismissed'
+              ? 'already_dismissed'
+              : 'already_resolved',
     changed: 'acknowledged',
     async apply(client, ids) {
       await client.query(
@@ -233,21 +242,21 @@ async function change<O extends string>(
   target: Target,
   plan: {
     all: string;
-    decide: (status: AlertStatus) => O;
+    decide: (status: AlertStatus, expired: boolean) => O;
     changed: O;
     apply: (client: pg.ClientBase, ids: string[]) => Promise<void>;
   },
 ): Promise<ChangeResult<O | 'not_found'>[]> {
   return inTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ id: string; status: AlertStatus }>(
-      `select a.id, a.status from workflow.alerts a
+    const { rows } = await client.query<{ id: string; status: AlertStatus; expired: boolean }>(
+      `select a.id, a.status, coalesce(a.expires_date <= now(), false) as expired from workflow.alerts a
           where ${visibleTo('$1::uuid')}
             and ${'ids' in target ? 'a.id = any($2::uuid[])' : plan.all}
           order by a.id
           for update of a`,
       'ids' in target ? [userId, target.ids] : [userId],
     );
-    const found = new Map(rows.map((row) => [row.id, plan.decide(row.status)]));
+    const found = new Map(rows.map((row) => [row.id, plan.decide(row.status, row.expired)]));
     const toChange = rows.filter((row) => found.get(row.id) === plan.changed).map((row) => row.id);
     if (toChange.length > 0) {
       await plan.apply(client, toChange);

@@ -149,14 +149,33 @@ function isStructured(value: unknown): value is object {
   return typeof value === 'object' && value !== null && !(value instanceof Date);
 }
 
+/**
+ * Member by member, with an explicit stack rather than recursion: row values are jsonb of any depth,
+ * and a deep one must not overflow the call stack.
+ */
 function structurallyEqual(a: unknown, b: unknown): boolean {
-  if (!isStructured(a) || !isStructured(b) || Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) {
-    return a.length === b.length && a.every((element, index) => valuesEqual(element, b[index]));
+  const pending: [unknown, unknown][] = [[a, b]];
+  while (pending.length > 0) {
+    const [left, right] = pending.pop()!;
+    if (left === right) continue;
+    const leftStructured = isStructured(left);
+    const rightStructured = isStructured(right);
+    if (!leftStructured && !rightStructured) {
+      if (!valuesEqual(left, right)) return false;
+      continue;
+    }
+    if (!leftStructured || !rightStructured || Array.isArray(left) !== Array.isArray(right)) return false;
+    if (Array.isArray(left) && Array.isArray(right)) {
+      if (left.length !== right.length) return false;
+      for (let index = 0; index < left.length; index++) pending.push([left[index], right[index]]);
+      continue;
+    }
+    const keys = Object.keys(left);
+    if (keys.length !== Object.keys(right).length) return false;
+    for (const key of keys) {
+      if (!Object.hasOwn(right, key)) return false;
+      pending.push([(left as Record<string, unknown>)[key], (right as Record<string, unknown>)[key]]);
+    }
   }
-  const keys = Object.keys(a);
-  if (keys.length !== Object.keys(b).length) return false;
-  const left = a as Record<string, unknown>;
-  const right = b as Record<string, unknown>;
-  return keys.every((key) => Object.hasOwn(right, key) && valuesEqual(left[key], right[key]));
+  return true;
 }

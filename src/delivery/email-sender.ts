@@ -88,11 +88,15 @@ export class EmailSender implements ChannelSender {
         response: null,
       };
     }
+    // An address in neither header (a role's member) is this message's Bcc: the headers show it to
+    // nobody, and the envelope sends it to that address alone.
+    const blind = payload.kind === 'email' && !payload.to.includes(address) && !payload.cc.includes(address);
     const message: SendMailOptions =
       payload.kind === 'email'
         ? {
-            to: [...payload.to],
+            to: payload.to.length > 0 ? [...payload.to] : undefined,
             cc: payload.cc.length > 0 ? [...payload.cc] : undefined,
+            bcc: blind ? address : undefined,
             replyTo: payload.reply_to,
             subject: payload.subject,
             text: payload.text,

@@ -9,7 +9,10 @@ export interface EmailPayload {
   readonly subject: string;
   readonly text?: string;
   readonly html?: string;
-  /** The To and Cc headers: every address the message went to. Each delivery is one envelope recipient. */
+  /**
+   * The To and Cc headers: every address the message went to, except members of a role, who get it
+   * as Bcc. Each delivery is one envelope recipient.
+   */
   readonly to: readonly string[];
   readonly cc: readonly string[];
   readonly reply_to?: string;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
-import { claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
+import { buryEvent, claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
 import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
 import { NotificationListener } from './notification-listener.js';
@@ -12,6 +12,7 @@ import type { CapturedEvent } from './types.js';
 import { WakeSignal } from './wake-signal.js';
 import { createPool } from '../db/pool.js';
 import { assertDaemonRole } from './daemon-role.js';
+import { tooDeep, tooDeepMessage } from '../json-depth.js';
 
 export interface EngineOptions {
   readonly databaseUrl: string;
@@ -184,8 +185,9 @@ export class Engine {
       try {
         const rules = await RuleSet.load(client);
         for (const problem of rules.problems) {
-          this.#logger.error(problem, 'rule has conditions that cannot be compiled; it will not match');
+          this.#logger.error(problem, 'rule could not be loaded; it fails wherever it would have run');
         }
+        this.metrics.ruleLoadProblems = rules.problems.length;
         if (this.#rules?.version !== rules.version) {
           this.#logger.info({ version: rules.version, rules: rules.size }, 'rules loaded');
         }
@@ -324,6 +326,30 @@ export class Engine {
         await client.query('commit');
         return 0;
       }
+      const poisoned = events.flatMap((event) => {
+        const where = poisonIn(event);
+        return where === undefined ? [] : [{ event, message: tooDeepMessage(where) }];
+      });
+      if (poisoned.length > 0) {
+        // Before any rule sees them: such an event can never be handled, so it goes dead at once,
+        // alone, and the rest of the batch is claimed again at once.
+        transaction.open = false;
+        await client.query('rollback');
+        await client.query('begin');
+        const buried: typeof poisoned = [];
+        for (const item of poisoned) {
+          if (await buryEvent(client, item.event.id, item.message)) buried.push(item);
+        }
+        await client.query('commit');
+        for (const { event, message } of buried) {
+          this.metrics.eventsFailed.inc('dead');
+          this.#logger.error(
+            { eventId: event.id, entityId: event.entityId, reason: message },
+            'event failed',
+          );
+        }
+        return poisoned.length;
+      }
       // The claim saw these events committed; a rule change committed before them must be in the
       // cache before they are matched.
       const rules = await this.#rulesAtLeast(this.#rules ?? (await this.#reloadRules()), claim.rulesVersion);
@@ -380,6 +406,13 @@ export class Engine {
       return 1;
     }
   }
+}
+
+/** Where an event's row data nests too deep for matching and templating, if it does. */
+function poisonIn(event: CapturedEvent): string | undefined {
+  return (
+    tooDeep(event.newRow, 'new_row') ?? tooDeep(event.oldRow, 'old_row') ?? tooDeep(event.rowKey, 'row_key')
+  );
 }
 
 function errorMessage(error: unknown): string {

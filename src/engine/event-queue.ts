@@ -127,6 +127,19 @@ export async function recordExecutions(
   });
 }
 
+/**
+ * Makes a pending event dead at once, for an event no retry can handle (its row nests too deep).
+ * Returns false when the event was not pending any more: another daemon got there first.
+ */
+export async function buryEvent(client: pg.ClientBase, eventId: string, error: string): Promise<boolean> {
+  const { rowCount } = await client.query(
+    `update workflow.events set attempts = attempts + 1, last_error = $2, state = 'dead'
+      where id = $1 and state = 'pending'`,
+    [eventId, error],
+  );
+  return rowCount === 1;
+}
+
 /** Records a failed attempt; returns the event's new state ('pending' to retry later, or 'dead'). */
 export async function failEvent(
   client: pg.ClientBase,

@@ -190,6 +190,9 @@ export class EventExecutor {
         `a chain of ${event.depth} rule executions, so rule "${rule.name}" did not run (RULEBOOK_MAX_CHAIN_DEPTH)`;
       return finish('failed', [], message);
     }
+    if (rule.problem !== undefined) {
+      return finish('failed', [], `rule "${rule.name}" could not be loaded: ${rule.problem}`);
+    }
     const blocking = rule.parentIds
       .filter((parentId) => statusByRule.has(parentId) && statusByRule.get(parentId) !== 'success')
       .map((parentId) => `parent rule ${parentId} ${statusByRule.get(parentId)}`);
@@ -270,6 +273,7 @@ export class EventExecutor {
         ...extra,
       };
     };
+    if (action.problem) return outcome('failed', { error: action.problem });
     const handler = this.options.actions.get(action.actionType);
     if (!handler) {
       const known = this.options.actions.types().join(', ');
@@ -278,7 +282,6 @@ export class EventExecutor {
         : `no action type: set action_config.action_type or template_id (known types: ${known})`;
       return outcome('failed', { error });
     }
-    if (action.problem) return outcome('failed', { error: action.problem });
     const optimistic = isolation === 'optimistic';
     const context: ActionContext = {
       client: optimistic ? this.#countingClient(client) : client,

@@ -1,4 +1,4 @@
-import { Counter, Histogram, MetricsRegistry } from '../metrics/registry.js';
+import { Counter, Gauge, Histogram, MetricsRegistry } from '../metrics/registry.js';
 
 /** What the engine counts; served on GET /metrics. */
 export class EngineMetrics {
@@ -29,4 +29,13 @@ export class EngineMetrics {
   );
   /** Seconds between the oldest handled event's capture and its handling, last batch. */
   lastLagSeconds = 0;
+  /** Rules and actions of the loaded rule set that could not be loaded (see RuleLoadProblem). */
+  ruleLoadProblems = 0;
+  readonly ruleLoadProblemsGauge = this.registry.add(
+    new Gauge(
+      'rulebook_rule_load_problems',
+      'Active rules and actions that could not be loaded; each fails wherever it would have run',
+      () => this.ruleLoadProblems,
+    ),
+  );
 }

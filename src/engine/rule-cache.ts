@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { compileConditions } from '../conditions/match.js';
 import { inTransaction } from '../db/transaction.js';
+import { tooDeep, tooDeepMessage } from '../json-depth.js';
 import { mergeConfig } from './merge-config.js';
 import type { ActionDefinition, CapturedEvent, EntityDefinition, RuleDefinition } from './types.js';
 
@@ -39,34 +40,84 @@ interface ActionRow {
   rule_id: string;
   name: string;
   execution_order: number;
-  action_config: Record<string, unknown>;
+  action_config: unknown;
   template_id: string | null;
   template_action_type: string | null;
   default_config: unknown;
   template_active: boolean;
 }
 
-/** A rule whose conditions cannot be compiled never matches; its error is kept for operators. */
+/**
+ * A rule or action the cache could not load (conditions that do not compile, a config that is not
+ * a JSON object). Only that rule fails: it is recorded as a failed execution whenever it would have
+ * run, logged at each load, and listed on /healthz and counted on /metrics.
+ */
 export interface RuleLoadProblem {
   readonly ruleId: string;
   readonly ruleName: string;
+  readonly actionId?: string;
+  readonly actionName?: string;
   readonly message: string;
 }
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeJson(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
+/** Why an action's stored config cannot be run, or undefined when it can. */
+function configProblem(row: ActionRow): string | undefined {
+  if (!isPlainObject(row.action_config)) {
+    return `action_config must be a JSON object, got ${describeJson(row.action_config)}`;
+  }
+  if (row.template_id && !isPlainObject(row.default_config)) {
+    return `default_config of action template ${row.template_id} must be a JSON object, got ${describeJson(row.default_config)}`;
+  }
+  const deep = tooDeep(row.action_config, 'action_config') ?? tooDeep(row.default_config, 'default_config');
+  return deep === undefined ? undefined : tooDeepMessage(deep);
+}
+
+/** Actions whose stored config could not be loaded, as opposed to an inactive template. */
+const unloadable = new WeakSet<ActionDefinition>();
+
 function actionFrom(row: ActionRow): ActionDefinition {
-  const config = row.template_id ? mergeConfig(row.default_config, row.action_config) : row.action_config;
-  const configuredType = typeof config.action_type === 'string' ? config.action_type : '';
-  return {
-    id: row.id,
-    name: row.name,
-    executionOrder: row.execution_order,
-    actionType: row.template_id && row.template_action_type ? row.template_action_type : configuredType,
-    config,
-    templateId: row.template_id,
-    ...(row.template_id && !row.template_active
-      ? { problem: `action template ${row.template_id} is inactive` }
-      : {}),
+  const broken = (problem: string): ActionDefinition => {
+    const action = {
+      id: row.id,
+      name: row.name,
+      executionOrder: row.execution_order,
+      actionType: row.template_action_type ?? '',
+      config: {},
+      templateId: row.template_id,
+      problem,
+    };
+    unloadable.add(action);
+    return action;
   };
+  const problem = configProblem(row);
+  if (problem !== undefined) return broken(problem);
+  try {
+    const config = row.template_id
+      ? mergeConfig(row.default_config, row.action_config)
+      : (row.action_config as Record<string, unknown>);
+    const configuredType = typeof config.action_type === 'string' ? config.action_type : '';
+    return {
+      id: row.id,
+      name: row.name,
+      executionOrder: row.execution_order,
+      actionType: row.template_id && row.template_action_type ? row.template_action_type : configuredType,
+      config,
+      templateId: row.template_id,
+      ...(row.template_id && !row.template_active
+        ? { problem: `action template ${row.template_id} is inactive` }
+        : {}),
+    };
+  } catch (error) {
+    return broken(`its config could not be loaded: ${(error as Error).message}`);
+  }
 }
 
 /**
@@ -160,17 +211,32 @@ export class RuleSet {
         };
         entities.set(row.entity_id, entity);
       }
+      // Events queued by run_rule or a schedule name their rule and are never matched.
+      const matchable = (event: CapturedEvent) =>
+        event.operation !== 'manual' && event.operation !== 'scheduled';
       let matches: (event: CapturedEvent) => boolean;
+      let problem: string | undefined;
       try {
+        const deep = tooDeep(row.trigger_conditions, 'trigger_conditions');
+        if (deep !== undefined) throw new Error(tooDeepMessage(deep));
         const matcher = compileConditions(row.trigger_conditions);
-        // Events queued by run_rule or a schedule name their rule and are never matched.
-        matches = (event) =>
-          event.operation !== 'manual' &&
-          event.operation !== 'scheduled' &&
-          matcher(event as typeof event & { operation: 'on_create' });
+        matches = (event) => matchable(event) && matcher(event as typeof event & { operation: 'on_create' });
       } catch (error) {
-        problems.push({ ruleId: row.id, ruleName: row.name, message: (error as Error).message });
-        matches = () => false;
+        // Whether the rule would have matched is unknown: it fails for every event of its entity
+        // and operation, which records the problem where its executions are looked at.
+        problem = `its trigger_conditions could not be loaded: ${(error as Error).message}`;
+        problems.push({ ruleId: row.id, ruleName: row.name, message: problem });
+        matches = matchable;
+      }
+      for (const action of actionsByRule.get(row.id) ?? []) {
+        if (action.problem === undefined || !unloadable.has(action)) continue;
+        problems.push({
+          ruleId: row.id,
+          ruleName: row.name,
+          actionId: action.id,
+          actionName: action.name,
+          message: action.problem,
+        });
       }
       definitions.push({
         id: row.id,
@@ -181,6 +247,7 @@ export class RuleSet {
         matches,
         actions: actionsByRule.get(row.id) ?? [],
         parentIds: parentsByRule.get(row.id) ?? [],
+        ...(problem !== undefined ? { problem } : {}),
       });
     }
     return new RuleSet(definitions, version, problems);

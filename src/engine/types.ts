@@ -43,4 +43,6 @@ export interface RuleDefinition {
   readonly matches: (event: CapturedEvent) => boolean;
   readonly actions: readonly ActionDefinition[];
   readonly parentIds: readonly string[];
+  /** Why the rule cannot run (its conditions could not be loaded), recorded as its failure. */
+  readonly problem?: string;
 }

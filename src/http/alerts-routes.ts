@@ -59,6 +59,10 @@ async function conflict(
       return new HttpError(409, `this alert has been dismissed, so it cannot be ${doing} any more`);
     case 'already_resolved':
       return new HttpError(409, `this alert was resolved by the system, so it cannot be ${doing} any more`);
+    case 'expired': {
+      const when = alert?.expires_date ? ` at ${alert.expires_date.toISOString()}` : '';
+      return new HttpError(409, `this alert expired${when}, so it cannot be ${doing} any more`);
+    }
   }
 }
 

@@ -29,7 +29,9 @@ export function clientAddress(request: http.IncomingMessage): string {
 /**
  * Checks `Authorization: Bearer <token>` against core.api_tokens. Unknown, expired and revoked
  * tokens answer 401; tokens of deactivated users 403; and an address with too many failures
- * answers 429 until its window has passed, whatever it sends.
+ * answers 429 to further failures until its window has passed. A valid token is never refused:
+ * behind a proxy every client shares one address, and anyone sending bad tokens would otherwise
+ * lock out all staff. Guessing stays pointless, since a token holds 256 random bits.
  */
 export class Authenticator {
   constructor(
@@ -54,13 +56,6 @@ export class Authenticator {
     options: { queryToken?: boolean } = {},
   ): Promise<Caller> {
     const address = clientAddress(request);
-    const wait = this.failures.retryAfterMs(address);
-    if (wait > 0) {
-      const seconds = Math.ceil(wait / 1000);
-      throw new HttpError(429, `too many failed sign-ins from this address; try again in ${seconds} s`, {
-        'retry-after': String(seconds),
-      });
-    }
     const token = this.#presentedToken(request, url, options.queryToken ?? false);
     if (token === undefined) {
       throw new HttpError(
@@ -70,6 +65,14 @@ export class Authenticator {
       );
     }
     const fail = (status: number, message: string): never => {
+      const wait = this.failures.retryAfterMs(address);
+      if (wait > 0) {
+        // Blocked: this failure is not counted, so that the block ends on time.
+        const seconds = Math.ceil(wait / 1000);
+        throw new HttpError(429, `too many failed sign-ins from this address; try again in ${seconds} s`, {
+          'retry-after': String(seconds),
+        });
+      }
       this.failures.recordFailure(address);
       throw new HttpError(status, message, status === 401 ? INVALID_TOKEN : {});
     };

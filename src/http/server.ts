@@ -15,7 +15,15 @@ export interface HttpServerOptions {
   /** The staff API's LISTEN connection; defaults to the pool's connectionString. */
   readonly databaseUrl?: string;
   readonly staffApi?: Pick<StaffApiOptions, 'authFailures' | 'heartbeatMs'>;
+  /**
+   * /healthz answers 503 when the oldest pending event is older than this: a queue that stalls
+   * (a daemon stuck on a row, no daemon claiming) is unhealthy even while the process runs.
+   */
+  readonly maxPendingAgeSeconds?: number;
 }
+
+/** The default of RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS. */
+export const DEFAULT_MAX_PENDING_AGE_SECONDS = 300;
 
 /** Request URLs without the event stream's ?access_token=, for logs. */
 function redactUrl(url: string | undefined): string | undefined {
@@ -91,18 +99,41 @@ export class HttpServer {
       database = { ok: false, error: (error as Error).message };
     }
     const engineOk = engine === undefined || engine.running;
-    const ok = database.ok && engineOk;
+    const maxPendingAge = this.options.maxPendingAgeSeconds ?? DEFAULT_MAX_PENDING_AGE_SECONDS;
+    const oldest = backlog?.oldest_seconds ?? null;
+    const queueOk = oldest === null || oldest <= maxPendingAge;
+    const reasons = [
+      ...(database.ok ? [] : [`database: ${database.error}`]),
+      ...(engineOk ? [] : ['the engine is not running']),
+      ...(queueOk
+        ? []
+        : [
+            `the oldest pending event is ${Math.round(oldest)} s old, more than ${maxPendingAge} s ` +
+              '(RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS): events are not being handled',
+          ]),
+    ];
+    const ok = reasons.length === 0;
     sendJson(response, ok ? 200 : 503, {
       status: ok ? 'ok' : 'unhealthy',
+      ...(ok ? {} : { reasons }),
       database,
       engine: engine
         ? {
             running: engine.running,
             last_batch_at: engine.lastBatchAt ?? null,
             lag_seconds: engine.metrics.lastLagSeconds,
+            // Rules that could not be loaded fail alone; they are shown, not counted as unhealthy.
+            rule_problems: (engine.rules?.problems ?? []).map((problem) => ({
+              rule_id: problem.ruleId,
+              rule_name: problem.ruleName,
+              ...(problem.actionId !== undefined
+                ? { action_id: problem.actionId, action_name: problem.actionName }
+                : {}),
+              message: problem.message,
+            })),
           }
         : { running: false, disabled: true },
-      events: backlog ?? null,
+      events: backlog ? { ...backlog, max_pending_age_seconds: maxPendingAge } : null,
     });
   }
 

@@ -91,18 +91,16 @@ export class MaintenanceJobs {
         `select pg_try_advisory_xact_lock(${MAINTENANCE_LOCK}) as locked`,
       );
       if (!rows[0]?.locked) return false;
-      for (const job of this.#jobs) {
-        await client.query('savepoint rulebook_maintenance');
-        try {
-          const result = await client.query<{ count: string | number }>(job.sql, job.values);
-          counts[job.name] = Number(result.rows[0]?.count ?? 0);
-          await client.query('release savepoint rulebook_maintenance');
-        } catch (error) {
-          await client.query('rollback to savepoint rulebook_maintenance');
-          await client.query('release savepoint rulebook_maintenance');
-          failed.push(job.name);
-          this.#logger.error({ err: error, job: job.name }, 'maintenance job failed');
-        }
+      // A job that skips what it cannot do (a reservation it cannot release) says so in a WARNING.
+      const onNotice = (notice: { severity?: string; message?: string }) => {
+        if (notice.severity === 'WARNING')
+          this.#logger.warn({ notice: notice.message }, 'maintenance warning');
+      };
+      client.on('notice', onNotice);
+      try {
+        await this.#runJobs(client, counts, failed);
+      } finally {
+        client.off('notice', onNotice);
       }
       return true;
     });
@@ -111,6 +109,26 @@ export class MaintenanceJobs {
       this.#logger.info(counts, 'maintenance done');
     }
     return { ran: true, ...counts, failed };
+  }
+
+  async #runJobs(
+    client: pg.ClientBase,
+    counts: Record<Job['name'], number>,
+    failed: string[],
+  ): Promise<void> {
+    for (const job of this.#jobs) {
+      await client.query('savepoint rulebook_maintenance');
+      try {
+        const result = await client.query<{ count: string | number }>(job.sql, job.values);
+        counts[job.name] = Number(result.rows[0]?.count ?? 0);
+        await client.query('release savepoint rulebook_maintenance');
+      } catch (error) {
+        await client.query('rollback to savepoint rulebook_maintenance');
+        await client.query('release savepoint rulebook_maintenance');
+        failed.push(job.name);
+        this.#logger.error({ err: error, job: job.name }, 'maintenance job failed');
+      }
+    }
   }
 
   #tick(delay: number): void {

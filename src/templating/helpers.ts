@@ -64,7 +64,18 @@ function truncate(value: unknown, length: unknown, suffix: unknown): string {
   return characters.slice(0, limit - tail.length).join('') + tail.join('');
 }
 
+/**
+ * Formatters kept, least recently used first out. Code and locale come from row data, so without a
+ * bound every distinct pair a writer stores would stay in memory for the life of the daemon.
+ */
+export const CURRENCY_FORMAT_CACHE_LIMIT = 256;
 const currencyFormats = new Map<string, Intl.NumberFormat>();
+let knownCurrencies: ReadonlySet<string> | undefined;
+
+/** How many currency formatters are cached now (for tests of the bound). */
+export function cachedCurrencyFormats(): number {
+  return currencyFormats.size;
+}
 
 function currency(amount: unknown, code: unknown, locale: unknown): string {
   const number = toNumber(amount);
@@ -73,8 +84,16 @@ function currency(amount: unknown, code: unknown, locale: unknown): string {
   const localeName = textOf(locale ?? 'en-US');
   const key = `${localeName}|${currencyCode}`;
   let format = currencyFormats.get(key);
-  if (format === undefined) {
+  if (format !== undefined) {
+    currencyFormats.delete(key);
+  } else {
+    // Intl formats any three letters ("XYZ 5.00"); only ISO 4217 codes it knows are currencies.
+    knownCurrencies ??= new Set(Intl.supportedValuesOf('currency'));
+    const problem = knownCurrencies.has(currencyCode.toUpperCase())
+      ? undefined
+      : 'not an ISO 4217 currency code';
     try {
+      if (problem !== undefined) throw new Error(problem);
       format = new Intl.NumberFormat(localeName, { style: 'currency', currency: currencyCode });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
@@ -85,8 +104,12 @@ function currency(amount: unknown, code: unknown, locale: unknown): string {
         },
       );
     }
-    currencyFormats.set(key, format);
+    if (currencyFormats.size >= CURRENCY_FORMAT_CACHE_LIMIT) {
+      const leastRecent = currencyFormats.keys().next().value;
+      if (leastRecent !== undefined) currencyFormats.delete(leastRecent);
+    }
   }
+  currencyFormats.set(key, format);
   return format.format(number);
 }
 

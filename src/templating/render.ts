@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH, tooDeepMessage } from '../json-depth.js';
 import { createTemplateEnvironment } from './helpers.js';
 
 export interface TemplateOptions {
@@ -70,15 +71,15 @@ const SINGLE_PATH = /^\{\{\s*([A-Za-z_$][\w$]*(?:\.[\w$]+)*)\s*\}\}$/;
  * returns the new value. A string that is exactly `{{path}}` resolving to a non-string context value
  * (number, boolean, null, object) yields that value itself, so `"{{new.amount}}"` stays a number.
  */
-export function renderDeep(value: unknown, context: object, options: TemplateOptions): unknown {
+export function renderDeep(value: unknown, context: object, options: TemplateOptions, depth = 0): unknown {
   if (typeof value === 'string') return renderString(value, context, options);
-  if (Array.isArray(value)) return value.map((element) => renderDeep(element, context, options));
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(
-      Object.entries(value).map(([key, member]) => [key, renderDeep(member, context, options)]),
-    );
-  }
-  return value;
+  if (typeof value !== 'object' || value === null) return value;
+  // Configs deeper than this are refused when rules load; this keeps any other caller off the stack limit.
+  if (depth >= MAX_JSON_DEPTH) throw new Error(tooDeepMessage('the rendered value'));
+  if (Array.isArray(value)) return value.map((element) => renderDeep(element, context, options, depth + 1));
+  return Object.fromEntries(
+    Object.entries(value).map(([key, member]) => [key, renderDeep(member, context, options, depth + 1)]),
+  );
 }
 
 function renderString(text: string, context: object, options: TemplateOptions): unknown {
