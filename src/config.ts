@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { AllowListError, WebhookAllowList } from './delivery/destination-guard.js';
 
 /** Everything rulebook reads from its environment, validated once at start-up. */
 export interface Config {
@@ -28,6 +29,10 @@ export interface Config {
     readonly pushProviderUrl: string | undefined;
     /** Signs webhooks without a secret of their own, and SMS and push provider requests. */
     readonly webhookSecret: string | undefined;
+    // --- engineer E (issue 9): outbound safety ---
+    /** RULEBOOK_WEBHOOK_ALLOW: non-public webhook destinations allowed anyway (see destination-guard.ts). */
+    readonly webhookAllow: readonly string[];
+    // --- end engineer E ---
     readonly maxAttempts: number;
     readonly pollIntervalMs: number;
   };
@@ -88,6 +93,17 @@ function parseFrom(name: string, value: string | undefined, fallback: string): s
   return text;
 }
 
+// --- engineer E (issue 9): outbound safety ---
+function parseWebhookAllow(value: string | undefined): readonly string[] {
+  try {
+    return new WebhookAllowList(value).entries;
+  } catch (error) {
+    if (error instanceof AllowListError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+// --- end engineer E ---
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
@@ -121,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       smsProviderUrl: parseUrl('SMS_PROVIDER_URL', env.SMS_PROVIDER_URL, ['http:', 'https:']),
       pushProviderUrl: parseUrl('PUSH_PROVIDER_URL', env.PUSH_PROVIDER_URL, ['http:', 'https:']),
       webhookSecret: env.WEBHOOK_SECRET || undefined,
+      webhookAllow: parseWebhookAllow(env.RULEBOOK_WEBHOOK_ALLOW),
       maxAttempts: parsePositiveInt('DELIVERY_MAX_ATTEMPTS', env.DELIVERY_MAX_ATTEMPTS, 5),
       pollIntervalMs: parsePositiveInt('DELIVERY_POLL_INTERVAL_MS', env.DELIVERY_POLL_INTERVAL_MS, 1000),
     }),

@@ -14,6 +14,7 @@ import {
   type DeliveryPayload,
 } from './types.js';
 import { WebhookSender } from './webhook-sender.js';
+import { DestinationGuard, WebhookAllowList } from './destination-guard.js';
 import { createPool } from '../db/pool.js';
 
 export interface DeliveryWorkerOptions {
@@ -28,6 +29,11 @@ export interface DeliveryWorkerOptions {
   readonly pushProviderUrl?: string | undefined;
   /** WEBHOOK_SECRET: signs webhooks without a secret of their own, and provider requests. */
   readonly webhookSecret?: string | undefined;
+  /**
+   * RULEBOOK_WEBHOOK_ALLOW: non-public webhook destinations that are allowed anyway (hosts,
+   * host:port, CIDR blocks; see destination-guard.ts). Without it webhooks reach public addresses only.
+   */
+  readonly webhookAllow?: string | readonly string[] | undefined;
   /** DELIVERY_MAX_ATTEMPTS: attempts per delivery before it fails for good. */
   readonly maxAttempts?: number;
   /** DELIVERY_POLL_INTERVAL_MS: how often to look for due deliveries when no NOTIFY arrives. */
@@ -53,10 +59,9 @@ export interface DeliveryWorkerOptions {
   readonly workerId?: string;
 }
 
-type ResolvedOptions = Required<
-  Omit<DeliveryWorkerOptions, 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret'>
-> &
-  Pick<DeliveryWorkerOptions, 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret'>;
+type OptionalOptions = 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret' | 'webhookAllow';
+type ResolvedOptions = Required<Omit<DeliveryWorkerOptions, OptionalOptions>> &
+  Pick<DeliveryWorkerOptions, OptionalOptions>;
 
 export interface ClaimOptions {
   readonly limit: number;
@@ -214,6 +219,7 @@ export class DeliveryWorker {
       smsProviderUrl: options.smsProviderUrl,
       pushProviderUrl: options.pushProviderUrl,
       webhookSecret: options.webhookSecret,
+      webhookAllow: options.webhookAllow,
       maxAttempts: options.maxAttempts ?? 5,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       retryBaseMs: options.retryBaseMs ?? 1_000,
@@ -269,7 +275,13 @@ export class DeliveryWorker {
           timeoutMs: this.#options.providerTimeoutMs,
         }),
       ],
-      ['webhook', new WebhookSender({ secret })],
+      [
+        'webhook',
+        new WebhookSender({
+          secret,
+          guard: new DestinationGuard(new WebhookAllowList(this.#options.webhookAllow)),
+        }),
+      ],
     ]);
   }
 
