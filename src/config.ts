@@ -5,6 +5,10 @@ import { AllowListError, WebhookAllowList } from './delivery/destination-guard.j
 export interface Config {
   /** A user's DATABASE_URL always wins; without one rulebook runs an embedded PostgreSQL. */
   readonly databaseUrl: string | undefined;
+  // --- engineer E (issue 9): start-up ---
+  /** RULEBOOK_DB_WAIT_SECONDS: how long `start` waits for DATABASE_URL's server to come up. */
+  readonly databaseWaitSeconds: number;
+  // --- end engineer E ---
   /** Where the embedded PostgreSQL keeps its data. */
   readonly dataDir: string;
   /** The port the embedded PostgreSQL listens on (127.0.0.1 only). */
@@ -102,6 +106,17 @@ function parseWebhookAllow(value: string | undefined): readonly string[] {
     throw error;
   }
 }
+
+function parseWaitSeconds(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return 60;
+  const seconds = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || seconds > 86_400) {
+    throw new ConfigError(
+      `RULEBOOK_DB_WAIT_SECONDS must be a whole number of seconds from 0 to 86400, got "${value}"`,
+    );
+  }
+  return seconds;
+}
 // --- end engineer E ---
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -119,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   }
   return Object.freeze({
     databaseUrl,
+    databaseWaitSeconds: parseWaitSeconds(env.RULEBOOK_DB_WAIT_SECONDS),
     dataDir: path.resolve(env.RULEBOOK_DATA_DIR?.trim() || '.rulebook'),
     embeddedPort: parsePort('RULEBOOK_EMBEDDED_PG_PORT', env.RULEBOOK_EMBEDDED_PG_PORT, 54329),
     port: parsePort('PORT', env.PORT, 3000),
