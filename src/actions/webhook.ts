@@ -7,7 +7,7 @@ import { ActionError, type ActionContext, type ActionHandler } from './types.js'
 
 const TYPE = 'webhook';
 const DEFAULT_TIMEOUT_MS = 10_000;
-/** The delivery worker's lease (5 minutes by default) must outlast the longest request. */
+/** An upper bound for receivers' sake; the delivery worker renews its lease while a request runs. */
 const MAX_TIMEOUT_MS = 120_000;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Headers rulebook sets itself on every request. */

@@ -47,7 +47,8 @@ export interface DeliveryWorkerOptions {
   /**
    * How long a claimed delivery belongs to its worker: if the worker dies while sending, the
    * delivery is attempted again (same Message-ID / Idempotency-Key) once this and the backoff have
-   * passed. Must exceed the longest send (webhook timeout_ms is at most 120 s).
+   * passed. While a send runs, its worker renews the lease every third of this, so that no send,
+   * however slow (an SMTP server may take each of many steps up to smtpTimeoutMs), outlives it.
    */
   readonly leaseMs?: number;
   /** Timeout of SMS and push provider requests. */
@@ -140,6 +141,14 @@ update workflow.notification_deliveries
          || case when $6::double precision is null then '{}'::jsonb
                  else jsonb_build_object('not_before', now() + $6 * interval '1 millisecond') end, '{}')
  where id = $1 and attempts = $2 and status = 'retrying'`;
+
+// Pushes the lease of a delivery this worker is still sending; nothing once its outcome is recorded
+// (which drops claimed_by) or another worker has claimed it (which counts another attempt).
+const RENEW = `
+update workflow.notification_deliveries
+   set provider_response = provider_response
+         || jsonb_build_object('not_before', now() + $4 * interval '1 millisecond')
+ where id = $1 and attempts = $2 and status = 'retrying' and provider_response ->> 'claimed_by' = $3`;
 
 interface ClaimRow {
   id: string;
@@ -422,6 +431,13 @@ export class DeliveryWorker {
 
   async #deliver(delivery: ClaimedDelivery): Promise<void> {
     let outcome: DeliveryOutcome;
+    let renewing: Promise<void> = Promise.resolve();
+    const renewal = setInterval(
+      () => {
+        renewing = renewing.then(() => this.#renewLease(delivery));
+      },
+      Math.max(Math.floor(this.#options.leaseMs / 3), 10),
+    );
     try {
       outcome = await this.#attempt(delivery);
     } catch (error) {
@@ -431,8 +447,31 @@ export class DeliveryWorker {
         response: null,
       };
       this.#logger.error({ err: error, deliveryId: delivery.id }, 'sender failed unexpectedly');
+    } finally {
+      clearInterval(renewal);
     }
+    await renewing;
     await this.#record(delivery, outcome);
+  }
+
+  async #renewLease(delivery: ClaimedDelivery): Promise<void> {
+    try {
+      const { rowCount } = await this.#pool.query(RENEW, [
+        delivery.id,
+        delivery.attempts,
+        this.workerId,
+        this.#options.leaseMs,
+      ]);
+      if (rowCount === 0) {
+        this.#logger.warn(
+          { deliveryId: delivery.id, attempt: delivery.attempts },
+          'could not renew the lease of a delivery being sent: another worker has claimed it',
+        );
+      }
+    } catch (error) {
+      // The next renewal tries again; the lease is three renewals long.
+      this.#logger.warn({ err: error, deliveryId: delivery.id }, 'could not renew the lease of a delivery');
+    }
   }
 
   async #attempt(delivery: ClaimedDelivery): Promise<DeliveryOutcome> {
