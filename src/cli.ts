@@ -47,6 +47,9 @@ Environment:
                             (default 60; 0 tries once)
   RULEBOOK_EMBEDDED_PG_PORT port of the embedded PostgreSQL (default 54329, 127.0.0.1 only)
   PORT                      HTTP port (default 3000)
+  RULEBOOK_SSE_MAX_STREAMS  open alert event streams per server; more get 503 (default 1000)
+  RULEBOOK_SSE_MAX_STREAMS_PER_USER
+                            open alert event streams per person; more get 429 (default 20)
   LOG_LEVEL                 fatal, error, warn, info, debug, trace or silent (default info)
   RULEBOOK_CONCURRENCY      claim loops per daemon (default 2)
   RULEBOOK_BATCH_SIZE       events handled per transaction (default 100)

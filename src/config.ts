@@ -8,6 +8,8 @@ export interface Config {
   // --- engineer E (issue 9): start-up ---
   /** RULEBOOK_DB_WAIT_SECONDS: how long `start` waits for DATABASE_URL's server to come up. */
   readonly databaseWaitSeconds: number;
+  /** RULEBOOK_SSE_MAX_STREAMS and RULEBOOK_SSE_MAX_STREAMS_PER_USER: caps on open alert streams. */
+  readonly alertStreams: { readonly maxStreams: number; readonly maxStreamsPerUser: number };
   // --- end engineer E ---
   /** Where the embedded PostgreSQL keeps its data. */
   readonly dataDir: string;
@@ -135,6 +137,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   return Object.freeze({
     databaseUrl,
     databaseWaitSeconds: parseWaitSeconds(env.RULEBOOK_DB_WAIT_SECONDS),
+    alertStreams: Object.freeze({
+      maxStreams: parsePositiveInt('RULEBOOK_SSE_MAX_STREAMS', env.RULEBOOK_SSE_MAX_STREAMS, 1000),
+      maxStreamsPerUser: parsePositiveInt(
+        'RULEBOOK_SSE_MAX_STREAMS_PER_USER',
+        env.RULEBOOK_SSE_MAX_STREAMS_PER_USER,
+        20,
+      ),
+    }),
     dataDir: path.resolve(env.RULEBOOK_DATA_DIR?.trim() || '.rulebook'),
     embeddedPort: parsePort('RULEBOOK_EMBEDDED_PG_PORT', env.RULEBOOK_EMBEDDED_PG_PORT, 54329),
     port: parsePort('PORT', env.PORT, 3000),

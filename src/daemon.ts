@@ -89,7 +89,13 @@ export async function startDaemon(
         logger,
       });
       cleanups.push(() => pool.end());
-      http = new HttpServer({ port: config.port, pool, engine, logger });
+      http = new HttpServer({
+        port: config.port,
+        pool,
+        engine,
+        logger,
+        staffApi: { streamLimits: config.alertStreams },
+      });
       await http.start();
       const server = http;
       cleanups.push(() => server.stop());

@@ -14,7 +14,7 @@ export interface HttpServerOptions {
   readonly logger: Logger;
   /** The staff API's LISTEN connection; defaults to the pool's connectionString. */
   readonly databaseUrl?: string;
-  readonly staffApi?: Pick<StaffApiOptions, 'authFailures' | 'heartbeatMs'>;
+  readonly staffApi?: Pick<StaffApiOptions, 'authFailures' | 'heartbeatMs' | 'streamLimits'>;
 }
 
 /** Request URLs without the event stream's ?access_token=, for logs. */
