@@ -91,6 +91,16 @@ function causeText(error: unknown): string {
   return String(error);
 }
 
+/** `work`, or the signal's reason once it aborts first (a DNS lookup takes no signal of its own). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 /** POSTs a JSON body, signed and with an Idempotency-Key, and classifies the answer. */
 export async function postSignedJson(request: SignedPost): Promise<DeliveryOutcome> {
   const target = `POST ${request.url}`;
@@ -115,7 +125,7 @@ export async function postSignedJson(request: SignedPost): Promise<DeliveryOutco
   const url = new URL(request.url);
   let answer: HttpAnswer;
   try {
-    const addresses = request.guard ? await request.guard.check(url) : undefined;
+    const addresses = request.guard ? await untilAborted(request.guard.check(url), signal) : undefined;
     answer = await httpPost({
       url,
       headers,
