@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { packageRoot } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { cliBuilt, spawnRulebook, type DaemonProcess } from './support/daemon-process.js';
@@ -141,5 +142,15 @@ describe('rulebook start before the database is up', () => {
     daemon.child.kill('SIGTERM');
     expect((await daemon.exited()).code).toBe(1);
     expect(stderr()).toContain(`rulebook: stopped while waiting for the database at 127.0.0.1:${port}`);
+  });
+
+  it('reads RULEBOOK_DB_WAIT_SECONDS: 60 by default, 0 to try once, nothing else', () => {
+    expect(loadConfig({}).databaseWaitSeconds).toBe(60);
+    expect(loadConfig({ RULEBOOK_DB_WAIT_SECONDS: '0' }).databaseWaitSeconds).toBe(0);
+    expect(() => loadConfig({ RULEBOOK_DB_WAIT_SECONDS: '1.5' })).toThrow(
+      new ConfigError(
+        'RULEBOOK_DB_WAIT_SECONDS must be a whole number of seconds from 0 to 86400, got "1.5"',
+      ),
+    );
   });
 });

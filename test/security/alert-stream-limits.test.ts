@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
 import { HttpServer } from '../../src/http/server.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createStaffUser, openSse, type SseStream, type StaffUser } from '../support/staff.js';
@@ -97,6 +98,18 @@ describe('alert stream caps', () => {
     } finally {
       for (const one of opened) one.close();
     }
+  });
+});
+
+describe('alert stream caps from the environment', () => {
+  it('default to 1000 streams per server and 20 per person', () => {
+    expect(loadConfig({}).alertStreams).toEqual({ maxStreams: 1000, maxStreamsPerUser: 20 });
+    expect(
+      loadConfig({ RULEBOOK_SSE_MAX_STREAMS: '50', RULEBOOK_SSE_MAX_STREAMS_PER_USER: '3' }).alertStreams,
+    ).toEqual({ maxStreams: 50, maxStreamsPerUser: 3 });
+    expect(() => loadConfig({ RULEBOOK_SSE_MAX_STREAMS: '0' })).toThrow(
+      'RULEBOOK_SSE_MAX_STREAMS must be a whole number of at least 1, got "0"',
+    );
   });
 });
 
