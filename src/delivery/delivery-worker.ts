@@ -212,6 +212,7 @@ export class DeliveryWorker {
   readonly #pool: pg.Pool;
   readonly #listener: NotificationListener;
   readonly #senders: Map<string, ChannelSender>;
+  readonly #webhookGuard: DestinationGuard;
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   #stopping = false;
@@ -255,6 +256,7 @@ export class DeliveryWorker {
       onConnected: () => this.#wake(),
     });
     const secret = this.#options.webhookSecret;
+    this.#webhookGuard = new DestinationGuard(new WebhookAllowList(this.#options.webhookAllow));
     this.#senders = new Map<string, ChannelSender>([
       [
         'email',
@@ -284,13 +286,7 @@ export class DeliveryWorker {
           timeoutMs: this.#options.providerTimeoutMs,
         }),
       ],
-      [
-        'webhook',
-        new WebhookSender({
-          secret,
-          guard: new DestinationGuard(new WebhookAllowList(this.#options.webhookAllow)),
-        }),
-      ],
+      ['webhook', new WebhookSender({ secret, guard: this.#webhookGuard })],
     ]);
   }
 
@@ -309,6 +305,7 @@ export class DeliveryWorker {
         email: this.#options.smtpUrl ? 'smtp' : 'not configured',
         sms: this.#options.smsProviderUrl ? 'http' : 'not configured',
         push: this.#options.pushProviderUrl ? 'http' : 'not configured',
+        webhookAllow: this.#webhookGuard.allow.entries,
         maxAttempts: this.#options.maxAttempts,
       },
       'delivery worker started',
