@@ -43,8 +43,13 @@ Usage:
 Environment:
   DATABASE_URL              the database to use; when unset, an embedded PostgreSQL is started
                             with its data in RULEBOOK_DATA_DIR (default .rulebook/)
+  RULEBOOK_DB_WAIT_SECONDS  how long start waits for DATABASE_URL's server to accept connections
+                            (default 60; 0 tries once)
   RULEBOOK_EMBEDDED_PG_PORT port of the embedded PostgreSQL (default 54329, 127.0.0.1 only)
   PORT                      HTTP port (default 3000)
+  RULEBOOK_SSE_MAX_STREAMS  open alert event streams per server; more get 503 (default 1000)
+  RULEBOOK_SSE_MAX_STREAMS_PER_USER
+                            open alert event streams per person; more get 429 (default 20)
   LOG_LEVEL                 fatal, error, warn, info, debug, trace or silent (default info)
   RULEBOOK_CONCURRENCY      claim loops per daemon (default 2)
   RULEBOOK_BATCH_SIZE       events handled per transaction (default 100)
@@ -59,6 +64,8 @@ Environment:
   SMS_PROVIDER_URL          http(s) endpoint that receives sms deliveries (unset: sms fails)
   PUSH_PROVIDER_URL         http(s) endpoint that receives push deliveries (unset: push fails)
   WEBHOOK_SECRET            default HMAC-SHA256 secret for webhooks and provider requests
+  RULEBOOK_WEBHOOK_ALLOW    non-public webhook destinations allowed anyway: comma-separated hosts,
+                            host:port or CIDR blocks (default none: webhooks reach public addresses only)
   DELIVERY_MAX_ATTEMPTS     attempts before a delivery is failed (default 5)
   DELIVERY_POLL_INTERVAL_MS how often the delivery worker looks for due deliveries (default 1000)
   MAINTENANCE_INTERVAL_MS   how often alerts expire and reservations lapse (default 60000)
@@ -91,9 +98,18 @@ async function startCommand(args: string[]): Promise<void> {
   // Listen for signals before starting, so that one arriving during start-up stops cleanly too.
   let stopRequested: (signal: string) => void = () => {};
   const signalled = new Promise<string>((resolve) => (stopRequested = resolve));
-  process.once('SIGTERM', () => stopRequested('SIGTERM'));
-  process.once('SIGINT', () => stopRequested('SIGINT'));
-  const daemon = await startDaemon(config, logger, { http: !args.includes('--no-http') });
+  // A signal while start-up waits for the database ends the wait (engineer E).
+  const startUp = new AbortController();
+  const onSignal = (name: string) => {
+    startUp.abort();
+    stopRequested(name);
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  const daemon = await startDaemon(config, logger, {
+    http: !args.includes('--no-http'),
+    signal: startUp.signal,
+  });
   const signal = await signalled;
   logger.info({ signal }, 'stopping');
   setTimeout(() => {

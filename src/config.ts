@@ -1,9 +1,16 @@
 import path from 'node:path';
+import { AllowListError, WebhookAllowList } from './delivery/destination-guard.js';
 
 /** Everything rulebook reads from its environment, validated once at start-up. */
 export interface Config {
   /** A user's DATABASE_URL always wins; without one rulebook runs an embedded PostgreSQL. */
   readonly databaseUrl: string | undefined;
+  // --- engineer E (issue 9): start-up ---
+  /** RULEBOOK_DB_WAIT_SECONDS: how long `start` waits for DATABASE_URL's server to come up. */
+  readonly databaseWaitSeconds: number;
+  /** RULEBOOK_SSE_MAX_STREAMS and RULEBOOK_SSE_MAX_STREAMS_PER_USER: caps on open alert streams. */
+  readonly alertStreams: { readonly maxStreams: number; readonly maxStreamsPerUser: number };
+  // --- end engineer E ---
   /** Where the embedded PostgreSQL keeps its data. */
   readonly dataDir: string;
   /** The port the embedded PostgreSQL listens on (127.0.0.1 only). */
@@ -28,6 +35,10 @@ export interface Config {
     readonly pushProviderUrl: string | undefined;
     /** Signs webhooks without a secret of their own, and SMS and push provider requests. */
     readonly webhookSecret: string | undefined;
+    // --- engineer E (issue 9): outbound safety ---
+    /** RULEBOOK_WEBHOOK_ALLOW: non-public webhook destinations allowed anyway (see destination-guard.ts). */
+    readonly webhookAllow: readonly string[];
+    // --- end engineer E ---
     readonly maxAttempts: number;
     readonly pollIntervalMs: number;
   };
@@ -94,6 +105,28 @@ function parseFrom(name: string, value: string | undefined, fallback: string): s
   return text;
 }
 
+// --- engineer E (issue 9): outbound safety ---
+function parseWebhookAllow(value: string | undefined): readonly string[] {
+  try {
+    return new WebhookAllowList(value).entries;
+  } catch (error) {
+    if (error instanceof AllowListError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
+function parseWaitSeconds(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return 60;
+  const seconds = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || seconds > 86_400) {
+    throw new ConfigError(
+      `RULEBOOK_DB_WAIT_SECONDS must be a whole number of seconds from 0 to 86400, got "${value}"`,
+    );
+  }
+  return seconds;
+}
+// --- end engineer E ---
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
@@ -109,6 +142,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   }
   return Object.freeze({
     databaseUrl,
+    databaseWaitSeconds: parseWaitSeconds(env.RULEBOOK_DB_WAIT_SECONDS),
+    alertStreams: Object.freeze({
+      maxStreams: parsePositiveInt('RULEBOOK_SSE_MAX_STREAMS', env.RULEBOOK_SSE_MAX_STREAMS, 1000),
+      maxStreamsPerUser: parsePositiveInt(
+        'RULEBOOK_SSE_MAX_STREAMS_PER_USER',
+        env.RULEBOOK_SSE_MAX_STREAMS_PER_USER,
+        20,
+      ),
+    }),
     dataDir: path.resolve(env.RULEBOOK_DATA_DIR?.trim() || '.rulebook'),
     embeddedPort: parsePort('RULEBOOK_EMBEDDED_PG_PORT', env.RULEBOOK_EMBEDDED_PG_PORT, 54329),
     port: parsePort('PORT', env.PORT, 3000),
@@ -127,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       smsProviderUrl: parseUrl('SMS_PROVIDER_URL', env.SMS_PROVIDER_URL, ['http:', 'https:']),
       pushProviderUrl: parseUrl('PUSH_PROVIDER_URL', env.PUSH_PROVIDER_URL, ['http:', 'https:']),
       webhookSecret: env.WEBHOOK_SECRET || undefined,
+      webhookAllow: parseWebhookAllow(env.RULEBOOK_WEBHOOK_ALLOW),
       maxAttempts: parsePositiveInt('DELIVERY_MAX_ATTEMPTS', env.DELIVERY_MAX_ATTEMPTS, 5),
       pollIntervalMs: parsePositiveInt('DELIVERY_POLL_INTERVAL_MS', env.DELIVERY_POLL_INTERVAL_MS, 1000),
     }),

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
+import { waitForDatabase } from './db/wait-for-database.js';
 import { createPool } from './db/pool.js';
 import { DeliveryWorker } from './delivery/delivery-worker.js';
 import { Engine } from './engine/engine.js';
@@ -11,6 +12,8 @@ import { Scheduler } from './scheduler/scheduler.js';
 
 export interface DaemonOptions {
   readonly http: boolean;
+  /** Aborts start-up while it waits for the database. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunningDaemon {
@@ -39,6 +42,14 @@ export async function startDaemon(
     }
   };
   try {
+    if (config.databaseUrl) {
+      // docker-compose starts rulebook and PostgreSQL together: give the server time to come up.
+      await waitForDatabase(config.databaseUrl, {
+        waitSeconds: config.databaseWaitSeconds,
+        logger,
+        signal: options.signal,
+      });
+    }
     const database = await openDatabase(config, (message) => logger.debug({ postgres: message.trim() }));
     cleanups.push(() => database.close());
     if (database.embedded) logger.info({ dataDir: config.dataDir }, 'using embedded PostgreSQL');
@@ -84,6 +95,7 @@ export async function startDaemon(
         engine,
         logger,
         maxPendingAgeSeconds: config.health.maxPendingAgeSeconds,
+        staffApi: { streamLimits: config.alertStreams },
       });
       await http.start();
       const server = http;

@@ -133,6 +133,7 @@ describe('delivery configuration', () => {
       smsProviderUrl: undefined,
       pushProviderUrl: 'https://push.example.com/send',
       webhookSecret: 'shh',
+      webhookAllow: [],
       maxAttempts: 7,
       pollIntervalMs: 1000,
     });

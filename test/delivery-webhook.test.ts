@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import type { DeliveryWorker } from '../src/delivery/delivery-worker.js';
 import { urlRecipientId } from '../src/delivery/uuid-v5.js';
 import { parseRetryAfter, signatureHeader } from '../src/delivery/webhook-sender.js';
@@ -19,6 +20,9 @@ import {
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+
+// The receivers listen on 127.0.0.1, which webhooks may reach only when the allow-list names it.
+const { webhookAllow } = loadConfig({ RULEBOOK_WEBHOOK_ALLOW: '127.0.0.1' }).delivery;
 
 let db: TestDatabase;
 let engine: Engine;
@@ -88,7 +92,7 @@ describe('webhook', () => {
       secret: 'action-secret',
     });
     receiver.answer = () => ({ status: 200, headers: { 'content-type': 'text/plain' }, body: 'thanks' });
-    worker = startWorker(db, { webhookSecret: 'not-this-one' });
+    worker = startWorker(db, { webhookAllow, webhookSecret: 'not-this-one' });
     await worker.start();
     await invoice('INV-1', 125.5);
 
@@ -133,7 +137,7 @@ describe('webhook', () => {
     const ruleId = await webhookRule('INV-2', { url: `${receiver.url}/flaky`, body: { n: '{{number}}' } });
     receiver.answer = (_request, index) =>
       index === 0 ? { status: 500, body: 'database on fire' } : { status: 204 };
-    worker = startWorker(db, { webhookSecret: 'env-secret' });
+    worker = startWorker(db, { webhookAllow, webhookSecret: 'env-secret' });
     await worker.start();
     await invoice('INV-2');
 
@@ -165,7 +169,7 @@ describe('webhook', () => {
   it('fails a 400 at once and does not retry it', async () => {
     const ruleId = await webhookRule('INV-3', { url: `${receiver.url}/strict` });
     receiver.answer = () => ({ status: 400, body: '{"error":"unknown field"}' });
-    worker = startWorker(db);
+    worker = startWorker(db, { webhookAllow });
     await worker.start();
     await invoice('INV-3');
 
@@ -198,7 +202,7 @@ describe('webhook', () => {
     const ruleId = await webhookRule('INV-4', { url: `${receiver.url}/busy` });
     receiver.answer = (_request, index) =>
       index === 0 ? { status: 503, headers: { 'retry-after': '1' }, body: 'busy' } : { status: 200 };
-    worker = startWorker(db, { retryBaseMs: 10 });
+    worker = startWorker(db, { webhookAllow, retryBaseMs: 10 });
     await worker.start();
     await invoice('INV-4');
 
@@ -216,7 +220,7 @@ describe('webhook', () => {
   it('retries a request that times out', async () => {
     const ruleId = await webhookRule('INV-5', { url: `${receiver.url}/slow`, timeout_ms: 300 });
     receiver.answer = (_request, index) => (index === 0 ? { status: 200, delayMs: 5_000 } : { status: 200 });
-    worker = startWorker(db);
+    worker = startWorker(db, { webhookAllow });
     await worker.start();
     await invoice('INV-5');
 
@@ -231,7 +235,7 @@ describe('webhook', () => {
   it('gives up after DELIVERY_MAX_ATTEMPTS', async () => {
     const ruleId = await webhookRule('INV-6', { url: `${receiver.url}/down` });
     receiver.answer = () => ({ status: 502, body: 'bad gateway' });
-    worker = startWorker(db, { maxAttempts: 3 });
+    worker = startWorker(db, { webhookAllow, maxAttempts: 3 });
     await worker.start();
     await invoice('INV-6');
 
@@ -246,7 +250,7 @@ describe('webhook', () => {
   it('retries a refused connection', async () => {
     const port = await freePort();
     const ruleId = await webhookRule('INV-7', { url: `http://127.0.0.1:${port}/nothing` });
-    worker = startWorker(db, { maxAttempts: 2 });
+    worker = startWorker(db, { webhookAllow, maxAttempts: 2 });
     await worker.start();
     await invoice('INV-7');
 
@@ -262,7 +266,7 @@ describe('webhook', () => {
   it('stop() aborts a send that outlasts the grace period; the next worker attempts it again', async () => {
     const ruleId = await webhookRule('INV-9', { url: `${receiver.url}/hang`, timeout_ms: 60_000 });
     receiver.answer = (_request, index) => (index === 0 ? { status: 200, delayMs: 30_000 } : { status: 200 });
-    worker = startWorker(db, { stopGraceMs: 200 });
+    worker = startWorker(db, { webhookAllow, stopGraceMs: 200 });
     await worker.start();
     await invoice('INV-9');
     await waitFor('the first request', () => receiver.requestsTo('/hang').length === 1);
@@ -274,7 +278,7 @@ describe('webhook', () => {
       error_message: `POST ${receiver.url}/hang: the worker stopped while waiting for the answer; the outcome is unknown`,
     });
 
-    worker = startWorker(db);
+    worker = startWorker(db, { webhookAllow });
     await worker.start();
     const row = await oneDelivery(ruleId);
     expect(row).toMatchObject({ status: 'delivered', attempts: 2, error_message: null });

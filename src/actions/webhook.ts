@@ -1,19 +1,43 @@
 import { enqueueNotification } from '../delivery/enqueue.js';
 import type { WebhookPayload } from '../delivery/types.js';
 import { urlRecipientId } from '../delivery/uuid-v5.js';
+import { renderUrlTemplate } from '../templating/render-url.js';
 import { ConfigReader } from './config-reader.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 
 const TYPE = 'webhook';
 const DEFAULT_TIMEOUT_MS = 10_000;
-/** The delivery worker's lease (5 minutes by default) must outlast the longest request. */
+/** An upper bound for receivers' sake; the delivery worker renews its lease while a request runs. */
 const MAX_TIMEOUT_MS = 120_000;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Headers rulebook sets itself on every request. */
 const RESERVED_HEADERS = ['content-type', 'content-length', 'host', 'idempotency-key'];
 
+/** `scheme://host[:port]` followed by the start of a path, query or fragment. */
+const LITERAL_ORIGIN = /^\s*https?:\/\/[^/?#\\{}]+[/?#]/i;
+/** A '.' or '..' path segment, also percent-encoded, which URL parsing would resolve away. */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * The rendered URL. Values are percent-encoded where they are placed (render-url.ts), and the
+ * scheme, host and port must be written literally before the first `{{`: row data can choose a
+ * path or query, never where the request goes.
+ */
 function webhookUrl(context: ActionContext, config: ConfigReader): string {
-  const rendered = context.render(config.string('url')).trim();
+  const source = config.string('url');
+  const templated = source.includes('{{');
+  if (templated && !LITERAL_ORIGIN.test(source.slice(0, source.indexOf('{{')))) {
+    throw new ActionError(
+      `${TYPE}: config.url ${JSON.stringify(source)} must spell out its scheme, host and port before any {{…}} ` +
+        `(for example https://hooks.example.com/orders/{{id}}): template values may fill in the path and query only`,
+    );
+  }
+  let rendered: string;
+  try {
+    rendered = renderUrlTemplate(source, context.templateContext).trim();
+  } catch (error) {
+    throw new ActionError(`${TYPE}: config.url: ${error instanceof Error ? error.message : String(error)}`);
+  }
   let url: URL;
   try {
     url = new URL(rendered);
@@ -24,6 +48,23 @@ function webhookUrl(context: ActionContext, config: ConfigReader): string {
     throw new ActionError(
       `${TYPE}: config.url must be an http:// or https:// URL, got ${JSON.stringify(rendered)}`,
     );
+  }
+  if (templated) {
+    const origin = new URL(LITERAL_ORIGIN.exec(source)![0].trim()).origin;
+    if (url.origin !== origin) {
+      throw new ActionError(
+        `${TYPE}: config.url rendered to ${JSON.stringify(rendered)}, whose origin is not the template's ${origin}`,
+      );
+    }
+    const path = rendered
+      .slice(rendered.indexOf('//') + 2)
+      .replace(/^[^/?#]*/, '')
+      .split(/[?#]/)[0]!;
+    if (path.split('/').some((segment) => DOT_SEGMENT.test(segment))) {
+      throw new ActionError(
+        `${TYPE}: config.url rendered to ${JSON.stringify(rendered)}, which has a "." or ".." path segment`,
+      );
+    }
   }
   return url.toString();
 }
@@ -83,7 +124,8 @@ function defaultBody(context: ActionContext): unknown {
  * webhook: a signed JSON POST, queued for the delivery worker (see src/delivery/webhook-sender.ts
  * for the headers and the signature scheme).
  *
- * config: url (templated), body (any JSON; every string in it is rendered; default: rule, entity,
+ * config: url (templated; values are percent-encoded, and the scheme, host and port must be
+ * literal), body (any JSON; every string in it is rendered; default: rule, entity,
  * event, new, old and changed_fields), headers (templated), secret (default: WEBHOOK_SECRET),
  * timeout_ms (default 10000, at most 120000).
  */

@@ -14,6 +14,7 @@ import {
   type DeliveryPayload,
 } from './types.js';
 import { WebhookSender } from './webhook-sender.js';
+import { DestinationGuard, WebhookAllowList } from './destination-guard.js';
 import { createPool } from '../db/pool.js';
 
 export interface DeliveryWorkerOptions {
@@ -28,6 +29,11 @@ export interface DeliveryWorkerOptions {
   readonly pushProviderUrl?: string | undefined;
   /** WEBHOOK_SECRET: signs webhooks without a secret of their own, and provider requests. */
   readonly webhookSecret?: string | undefined;
+  /**
+   * RULEBOOK_WEBHOOK_ALLOW: non-public webhook destinations that are allowed anyway (hosts,
+   * host:port, CIDR blocks; see destination-guard.ts). Without it webhooks reach public addresses only.
+   */
+  readonly webhookAllow?: string | readonly string[] | undefined;
   /** DELIVERY_MAX_ATTEMPTS: attempts per delivery before it fails for good. */
   readonly maxAttempts?: number;
   /** DELIVERY_POLL_INTERVAL_MS: how often to look for due deliveries when no NOTIFY arrives. */
@@ -41,7 +47,8 @@ export interface DeliveryWorkerOptions {
   /**
    * How long a claimed delivery belongs to its worker: if the worker dies while sending, the
    * delivery is attempted again (same Message-ID / Idempotency-Key) once this and the backoff have
-   * passed. Must exceed the longest send (webhook timeout_ms is at most 120 s).
+   * passed. While a send runs, its worker renews the lease every third of this, so that no send,
+   * however slow (an SMTP server may take each of many steps up to smtpTimeoutMs), outlives it.
    */
   readonly leaseMs?: number;
   /** Timeout of SMS and push provider requests. */
@@ -53,10 +60,9 @@ export interface DeliveryWorkerOptions {
   readonly workerId?: string;
 }
 
-type ResolvedOptions = Required<
-  Omit<DeliveryWorkerOptions, 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret'>
-> &
-  Pick<DeliveryWorkerOptions, 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret'>;
+type OptionalOptions = 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret' | 'webhookAllow';
+type ResolvedOptions = Required<Omit<DeliveryWorkerOptions, OptionalOptions>> &
+  Pick<DeliveryWorkerOptions, OptionalOptions>;
 
 export interface ClaimOptions {
   readonly limit: number;
@@ -136,6 +142,14 @@ update workflow.notification_deliveries
                  else jsonb_build_object('not_before', now() + $6 * interval '1 millisecond') end, '{}')
  where id = $1 and attempts = $2 and status = 'retrying'`;
 
+// Pushes the lease of a delivery this worker is still sending; nothing once its outcome is recorded
+// (which drops claimed_by) or another worker has claimed it (which counts another attempt).
+const RENEW = `
+update workflow.notification_deliveries
+   set provider_response = provider_response
+         || jsonb_build_object('not_before', now() + $4 * interval '1 millisecond')
+ where id = $1 and attempts = $2 and status = 'retrying' and provider_response ->> 'claimed_by' = $3`;
+
 interface ClaimRow {
   id: string;
   notification_id: string;
@@ -198,6 +212,7 @@ export class DeliveryWorker {
   readonly #pool: pg.Pool;
   readonly #listener: NotificationListener;
   readonly #senders: Map<string, ChannelSender>;
+  readonly #webhookGuard: DestinationGuard;
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   #stopping = false;
@@ -214,6 +229,7 @@ export class DeliveryWorker {
       smsProviderUrl: options.smsProviderUrl,
       pushProviderUrl: options.pushProviderUrl,
       webhookSecret: options.webhookSecret,
+      webhookAllow: options.webhookAllow,
       maxAttempts: options.maxAttempts ?? 5,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       retryBaseMs: options.retryBaseMs ?? 1_000,
@@ -240,6 +256,7 @@ export class DeliveryWorker {
       onConnected: () => this.#wake(),
     });
     const secret = this.#options.webhookSecret;
+    this.#webhookGuard = new DestinationGuard(new WebhookAllowList(this.#options.webhookAllow));
     this.#senders = new Map<string, ChannelSender>([
       [
         'email',
@@ -269,7 +286,7 @@ export class DeliveryWorker {
           timeoutMs: this.#options.providerTimeoutMs,
         }),
       ],
-      ['webhook', new WebhookSender({ secret })],
+      ['webhook', new WebhookSender({ secret, guard: this.#webhookGuard })],
     ]);
   }
 
@@ -288,6 +305,7 @@ export class DeliveryWorker {
         email: this.#options.smtpUrl ? 'smtp' : 'not configured',
         sms: this.#options.smsProviderUrl ? 'http' : 'not configured',
         push: this.#options.pushProviderUrl ? 'http' : 'not configured',
+        webhookAllow: this.#webhookGuard.allow.entries,
         maxAttempts: this.#options.maxAttempts,
       },
       'delivery worker started',
@@ -410,6 +428,13 @@ export class DeliveryWorker {
 
   async #deliver(delivery: ClaimedDelivery): Promise<void> {
     let outcome: DeliveryOutcome;
+    let renewing: Promise<void> = Promise.resolve();
+    const renewal = setInterval(
+      () => {
+        renewing = renewing.then(() => this.#renewLease(delivery));
+      },
+      Math.max(Math.floor(this.#options.leaseMs / 3), 10),
+    );
     try {
       outcome = await this.#attempt(delivery);
     } catch (error) {
@@ -419,8 +444,31 @@ export class DeliveryWorker {
         response: null,
       };
       this.#logger.error({ err: error, deliveryId: delivery.id }, 'sender failed unexpectedly');
+    } finally {
+      clearInterval(renewal);
     }
+    await renewing;
     await this.#record(delivery, outcome);
+  }
+
+  async #renewLease(delivery: ClaimedDelivery): Promise<void> {
+    try {
+      const { rowCount } = await this.#pool.query(RENEW, [
+        delivery.id,
+        delivery.attempts,
+        this.workerId,
+        this.#options.leaseMs,
+      ]);
+      if (rowCount === 0) {
+        this.#logger.warn(
+          { deliveryId: delivery.id, attempt: delivery.attempts },
+          'could not renew the lease of a delivery being sent: another worker has claimed it',
+        );
+      }
+    } catch (error) {
+      // The next renewal tries again; the lease is three renewals long.
+      this.#logger.warn({ err: error, deliveryId: delivery.id }, 'could not renew the lease of a delivery');
+    }
   }
 
   async #attempt(delivery: ClaimedDelivery): Promise<DeliveryOutcome> {

@@ -27,8 +27,13 @@
  * Outcomes: 2xx is success (webhook: delivered; provider: sent); 408, 429, 5xx, timeouts and
  * connection errors are retried, after Retry-After (seconds or an HTTP date) when the answer has
  * one; redirects and other 4xx fail at once.
+ *
+ * Webhook destinations go through the destination guard (destination-guard.ts): a refused one fails
+ * at once. SMS and push provider URLs come from the operator's environment and are not guarded.
  */
 import { createHmac } from 'node:crypto';
+import { DestinationRefused, lookupPinnedTo, type DestinationGuard } from './destination-guard.js';
+import { httpPost, type HttpAnswer } from './http-post.js';
 import type { ChannelSender, ClaimedDelivery, DeliveryOutcome, ProviderResponse } from './types.js';
 
 /** Longest Retry-After honoured; a longer one is cut to this. */
@@ -67,30 +72,8 @@ export interface SignedPost {
   readonly success: 'sent' | 'delivered';
   /** Stops the request when the worker stops. */
   readonly signal: AbortSignal;
-}
-
-async function readExcerpt(response: Response): Promise<{ text: string; truncated: boolean }> {
-  if (!response.body) return { text: '', truncated: false };
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let truncated = false;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.byteLength;
-      if (size > BODY_EXCERPT_BYTES) {
-        truncated = true;
-        break;
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  const text = Buffer.concat(chunks).subarray(0, BODY_EXCERPT_BYTES).toString('utf8');
-  return { text, truncated };
+  /** Checks the destination after DNS resolution (webhooks); provider URLs, set by the operator, have none. */
+  readonly guard?: DestinationGuard | undefined;
 }
 
 function shorten(text: string, length: number): string {
@@ -99,45 +82,66 @@ function shorten(text: string, length: number): string {
 }
 
 function causeText(error: unknown): string {
-  const cause = (error as { cause?: unknown }).cause;
-  if (cause instanceof Error) {
-    const code = (cause as { code?: unknown }).code;
-    return typeof code === 'string' && !cause.message.includes(code)
-      ? `${code}: ${cause.message}`
-      : cause.message;
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' && !error.message.includes(code)
+      ? `${code}: ${error.message}`
+      : error.message;
   }
-  return error instanceof Error ? error.message : String(error);
+  return String(error);
+}
+
+/** `work`, or the signal's reason once it aborts first (a DNS lookup takes no signal of its own). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** POSTs a JSON body, signed and with an Idempotency-Key, and classifies the answer. */
 export async function postSignedJson(request: SignedPost): Promise<DeliveryOutcome> {
   const target = `POST ${request.url}`;
-  const headers = new Headers(request.headers ?? {});
-  headers.set('content-type', 'application/json');
-  headers.set('user-agent', 'rulebook');
-  headers.set('idempotency-key', request.delivery.id);
-  headers.set('x-rulebook-delivery-id', request.delivery.id);
-  headers.set('x-rulebook-attempt', String(request.delivery.attempts));
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers ?? {})) headers[name.toLowerCase()] = value;
+  headers['content-type'] = 'application/json';
+  headers['user-agent'] = 'rulebook';
+  headers['idempotency-key'] = request.delivery.id;
+  headers['x-rulebook-delivery-id'] = request.delivery.id;
+  headers['x-rulebook-attempt'] = String(request.delivery.attempts);
   if (request.secret) {
-    headers.set(
-      'x-rulebook-signature',
-      signatureHeader(request.secret, request.body, Math.floor(Date.now() / 1000)),
+    headers['x-rulebook-signature'] = signatureHeader(
+      request.secret,
+      request.body,
+      Math.floor(Date.now() / 1000),
     );
   }
   const timeout = AbortSignal.timeout(request.timeoutMs);
   const signal = AbortSignal.any([timeout, request.signal]);
   const sentAt = new Date().toISOString();
-  let response: Response;
+  const base: ProviderResponse = { http: { url: request.url, sent_at: sentAt, signed: !!request.secret } };
+  const url = new URL(request.url);
+  let answer: HttpAnswer;
   try {
-    response = await fetch(request.url, {
-      method: 'POST',
+    const addresses = request.guard ? await untilAborted(request.guard.check(url), signal) : undefined;
+    answer = await httpPost({
+      url,
       headers,
       body: request.body,
-      redirect: 'manual',
       signal,
+      lookup: addresses ? lookupPinnedTo(addresses) : undefined,
+      maxBodyBytes: BODY_EXCERPT_BYTES,
     });
   } catch (error) {
-    const base: ProviderResponse = { http: { url: request.url, sent_at: sentAt, signed: !!request.secret } };
+    if (error instanceof DestinationRefused) {
+      return {
+        status: 'failed',
+        error: `${target} refused: ${error.message}`,
+        response: { http: { url: request.url, refused: error.message } },
+      };
+    }
     if (request.signal.aborted) {
       return {
         status: 'retry',
@@ -154,34 +158,30 @@ export async function postSignedJson(request: SignedPost): Promise<DeliveryOutco
     }
     return { status: 'retry', error: `${target} failed: ${causeText(error)}`, response: base };
   }
-  let excerpt: { text: string; truncated: boolean };
-  let bodyError: string | undefined;
-  try {
-    excerpt = await readExcerpt(response);
-  } catch (error) {
-    excerpt = { text: '', truncated: false };
-    bodyError = causeText(error);
-  }
-  const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+  const header = (name: string): string | null => {
+    const value = answer.headers[name];
+    return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
+  };
+  const retryAfterMs = parseRetryAfter(header('retry-after'));
   const http: Record<string, unknown> = {
     url: request.url,
     sent_at: sentAt,
     signed: !!request.secret,
-    status: response.status,
-    status_text: response.statusText,
-    content_type: response.headers.get('content-type'),
-    body: excerpt.text,
+    status: answer.status,
+    status_text: answer.statusText,
+    content_type: header('content-type'),
+    body: answer.body,
   };
-  if (excerpt.truncated) http.body_truncated = true;
-  if (bodyError !== undefined) http.body_error = bodyError;
+  if (answer.truncated) http.body_truncated = true;
+  if (answer.bodyError !== undefined) http.body_error = answer.bodyError;
   if (retryAfterMs !== undefined) http.retry_after_ms = retryAfterMs;
   const providerResponse: ProviderResponse = { http };
-  const status = response.status;
-  const answered = `${target} answered ${status}${response.statusText ? ` ${response.statusText}` : ''}`;
-  const quoted = excerpt.text ? `: ${shorten(excerpt.text, ERROR_EXCERPT_CHARS)}` : '';
+  const status = answer.status;
+  const answered = `${target} answered ${status}${answer.statusText ? ` ${answer.statusText}` : ''}`;
+  const quoted = answer.body ? `: ${shorten(answer.body, ERROR_EXCERPT_CHARS)}` : '';
   if (status >= 200 && status < 300) return { status: request.success, response: providerResponse };
   if (status >= 300 && status < 400) {
-    const location = response.headers.get('location');
+    const location = header('location');
     return {
       status: 'failed',
       error: `${answered}; redirects are not followed${location ? ` (Location: ${location})` : ''}`,
@@ -201,7 +201,9 @@ export async function postSignedJson(request: SignedPost): Promise<DeliveryOutco
 
 /** Sends webhook deliveries: the action's URL, body, headers and secret (else WEBHOOK_SECRET). */
 export class WebhookSender implements ChannelSender {
-  constructor(private readonly options: { readonly secret?: string | undefined }) {}
+  constructor(
+    private readonly options: { readonly secret?: string | undefined; readonly guard: DestinationGuard },
+  ) {}
 
   async send(delivery: ClaimedDelivery, signal: AbortSignal): Promise<DeliveryOutcome> {
     const payload = delivery.payload;
@@ -221,6 +223,7 @@ export class WebhookSender implements ChannelSender {
       delivery,
       success: 'delivered',
       signal,
+      guard: this.options.guard,
     });
   }
 }

@@ -16,6 +16,19 @@ export interface AlertStreamOptions {
   readonly auth: Authenticator;
   /** Comments that keep proxies from closing an idle stream; the token is checked again each time. */
   readonly heartbeatMs?: number;
+  readonly limits?: Partial<AlertStreamLimits>;
+}
+
+export interface AlertStreamLimits {
+  /** Open streams in this server; one more gets 503 (RULEBOOK_SSE_MAX_STREAMS). */
+  readonly maxStreams: number;
+  /** Open streams per person; one more gets 429 (RULEBOOK_SSE_MAX_STREAMS_PER_USER). */
+  readonly maxStreamsPerUser: number;
+  /**
+   * Bytes a stream may have waiting to be sent (the client not reading, or reading slowly) before
+   * the server drops it; without a bound every alert would pile up in memory for it.
+   */
+  readonly maxBufferedBytes: number;
 }
 
 interface Client {
@@ -28,6 +41,14 @@ const CHANNEL = 'rulebook_alerts';
 
 /** Open streams per person: a few tabs and devices, not a flood that a stolen token could open. */
 export const MAX_STREAMS_PER_USER = 20;
+
+export const DEFAULT_STREAM_LIMITS: AlertStreamLimits = Object.freeze({
+  // Each stream holds a socket and a little memory; a thousand is far above a staff team's needs.
+  maxStreams: 1_000,
+  maxStreamsPerUser: MAX_STREAMS_PER_USER,
+  // About a thousand typical alert events.
+  maxBufferedBytes: 1024 * 1024,
+});
 
 /**
  * GET /api/alerts/stream: server-sent events for the caller's new and changed alerts.
@@ -43,6 +64,9 @@ export const MAX_STREAMS_PER_USER = 20;
 export class AlertStream {
   readonly #clients = new Set<Client>();
   readonly #logger: Logger;
+  readonly #limits: AlertStreamLimits;
+  /** Streams past their checks but not yet in #clients, so that concurrent opens respect the caps. */
+  #opening: Caller[] = [];
   #listener: NotificationListener | undefined;
   #listening: Promise<void> | undefined;
   #listeningDone = false;
@@ -51,6 +75,7 @@ export class AlertStream {
 
   constructor(private readonly options: AlertStreamOptions) {
     this.#logger = options.logger.child({ component: 'alert-stream' });
+    this.#limits = { ...DEFAULT_STREAM_LIMITS, ...options.limits };
   }
 
   register(router: Router): void {
@@ -76,13 +101,29 @@ export class AlertStream {
   async #open({ url, request, response }: RequestContext, caller: Caller): Promise<void> {
     new QueryParams(url, ['access_token']);
     if (this.#closed) throw new HttpError(503, 'the server is shutting down; reconnect in a moment');
-    const open = [...this.#clients].filter((client) => client.caller.userId === caller.userId).length;
-    if (open >= MAX_STREAMS_PER_USER) {
+    const callers = [...[...this.#clients].map((client) => client.caller), ...this.#opening];
+    const open = callers.filter((other) => other.userId === caller.userId).length;
+    if (open >= this.#limits.maxStreamsPerUser) {
       throw new HttpError(429, `you already have ${open} open alert streams; close some tabs first`, {
         'retry-after': '30',
       });
     }
-    await this.#listen();
+    if (callers.length >= this.#limits.maxStreams) {
+      this.#logger.warn({ streams: callers.length }, 'alert stream refused: the server has its maximum open');
+      throw new HttpError(
+        503,
+        `this server already has ${callers.length} open alert streams, its maximum; try again later`,
+        { 'retry-after': '30' },
+      );
+    }
+    this.#opening.push(caller);
+    try {
+      await this.#listen();
+    } finally {
+      this.#opening.splice(this.#opening.indexOf(caller), 1);
+    }
+    // The client may have gone while the listener connected.
+    if (response.destroyed) return;
     response.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -90,8 +131,8 @@ export class AlertStream {
       'x-accel-buffering': 'no',
       'x-content-type-options': 'nosniff',
     });
-    response.write(`retry: 3000\n: signed in as ${caller.email ?? caller.userId}\n\n`);
     const client: Client = { caller, response };
+    if (!this.#write(client, `retry: 3000\n: signed in as ${caller.email ?? caller.userId}\n\n`)) return;
     client.timer = setInterval(() => void this.#heartbeat(client), this.options.heartbeatMs ?? 15_000);
     this.#clients.add(client);
     request.once('close', () => this.#drop(client));
@@ -141,7 +182,7 @@ export class AlertStream {
   }
 
   async #heartbeat(client: Client): Promise<void> {
-    client.response.write(': heartbeat\n\n');
+    if (!this.#write(client, ': heartbeat\n\n')) return;
     const valid = await this.options.auth.stillValid(client.caller.tokenId).catch(() => true);
     if (!valid && this.#clients.has(client)) {
       this.#send(
@@ -158,7 +199,34 @@ export class AlertStream {
   }
 
   #send(client: Client, event: string, data: string): void {
-    client.response.write(`event: ${event}\ndata: ${data}\n\n`);
+    this.#write(client, `event: ${event}\ndata: ${data}\n\n`);
+  }
+
+  /**
+   * Writes to a stream unless its client has stopped reading: when the last write found the socket
+   * full (no 'drain' since) and more than maxBufferedBytes still wait, the stream is dropped (the
+   * browser's EventSource reconnects and the page reloads its list) instead of holding every later
+   * alert in memory. A stream so holds at most the bound plus one event. Returns whether it is open.
+   */
+  #write(client: Client, text: string): boolean {
+    const response = client.response;
+    if (response.writableEnded || response.destroyed) return false;
+    const buffered = response.writableLength;
+    if (response.writableNeedDrain && buffered > this.#limits.maxBufferedBytes) {
+      this.#logger.warn(
+        {
+          userId: client.caller.userId,
+          bufferedBytes: buffered,
+          maxBufferedBytes: this.#limits.maxBufferedBytes,
+        },
+        'alert stream dropped: its client is not reading',
+      );
+      this.#drop(client);
+      response.destroy();
+      return false;
+    }
+    response.write(text);
+    return true;
   }
 
   #drop(client: Client, end = false): void {

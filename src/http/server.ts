@@ -14,7 +14,7 @@ export interface HttpServerOptions {
   readonly logger: Logger;
   /** The staff API's LISTEN connection; defaults to the pool's connectionString. */
   readonly databaseUrl?: string;
-  readonly staffApi?: Pick<StaffApiOptions, 'authFailures' | 'heartbeatMs'>;
+  readonly staffApi?: Pick<StaffApiOptions, 'authFailures' | 'heartbeatMs' | 'streamLimits'>;
   /**
    * /healthz answers 503 when the oldest pending event is older than this: a queue that stalls
    * (a daemon stuck on a row, no daemon claiming) is unhealthy even while the process runs.

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { registerAccountRoutes } from './account-routes.js';
-import { AlertStream } from './alert-stream.js';
+import { AlertStream, type AlertStreamLimits } from './alert-stream.js';
 import { registerAlertRoutes } from './alerts-routes.js';
 import { Authenticator } from './auth.js';
 import { registerNotificationRoutes } from './notifications-routes.js';
@@ -18,6 +18,8 @@ export interface StaffApiOptions {
   /** Failed sign-ins allowed per client address in a window before it gets 429 (default 10 a minute). */
   readonly authFailures?: { readonly max: number; readonly windowMs: number };
   readonly heartbeatMs?: number;
+  /** Caps on the alert event stream (see alert-stream.ts for the defaults). */
+  readonly streamLimits?: Partial<AlertStreamLimits>;
 }
 
 /** The staff page and the JSON API behind it, as one router; see docs/staff-api.md. */
@@ -34,6 +36,7 @@ export class StaffApi {
       logger: options.logger,
       auth,
       heartbeatMs: options.heartbeatMs,
+      ...(options.streamLimits ? { limits: options.streamLimits } : {}),
     });
     registerPage(this.#router);
     registerAccountRoutes(this.#router, options.pool, auth);
