@@ -44,6 +44,21 @@ begin
               hint = format('Have a role with CREATEROLE run: grant rulebook_capture to %I; then migrate again.', current_user);
     end;
   end if;
+  -- A non-superuser that installs rulebook is most often also the role `rulebook start` runs as
+  -- (one DATABASE_URL for both): it owns workflow already, so making it a member of the daemon and
+  -- admin roles gives it nothing new, and the daemon's own writes then carry their chain depth.
+  -- Where it may not grant them, it is told so when the daemon starts (src/engine/daemon-role.ts).
+  if not (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+    foreach v_role in array array['rulebook_daemon', 'rulebook_admin'] loop
+      if not pg_catalog.pg_has_role(current_user, v_role, 'MEMBER') then
+        begin
+          execute format('grant %I to %I', v_role, current_user);
+        exception when insufficient_privilege then
+          raise notice 'rulebook: % may not join %; grant it to the role the daemon runs as (docs/privileges.md)', current_user, v_role;
+        end;
+      end if;
+    end loop;
+  end if;
 end
 $$;
 

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateDatabase } from '../../src/db/migrate.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { startEngine } from '../support/engine.js';
 import { TestRoles, type LoginRole } from '../support/roles.js';
+import { waitFor } from '../support/wait.js';
 
 // Issue 13 asks for an install by a non-superuser: the database's owner with CREATEROLE, as a
 // managed PostgreSQL service gives it. Event triggers need a superuser, so none are installed;
@@ -48,6 +50,19 @@ describe('migrations run by a non-superuser owner with CREATEROLE', () => {
     expect(await owner.query(`select new_row from workflow.events`)).toEqual([
       { new_row: { id: 1, name: 'gear' } },
     ]);
+
+    // One DATABASE_URL for migrating and running is the common install: the installer joined
+    // rulebook_daemon, so the daemon starts as it and handles the event.
+    const engine = await startEngine(db, { databaseUrl: owner.url });
+    try {
+      const execution = await waitFor('the execution of "Part created"', async () => {
+        const rows = await db.query<{ status: string }>(`select status from workflow.automation_executions`);
+        return rows[0];
+      });
+      expect(execution).toEqual({ status: 'success' });
+    } finally {
+      await engine.stop();
+    }
 
     const [capture] = await db.query<{ owner: string; create: boolean }>(
       `select pg_get_userbyid(proowner) as owner, has_schema_privilege('rulebook_capture', 'workflow', 'create') as create
