@@ -8,6 +8,7 @@ import { launchChromium } from './support/browser.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { spawnRulebook } from './support/daemon-process.js';
 import { startEngine } from './support/engine.js';
+import { freePort } from './support/free-port.js';
 import { ensureCliBuilt, startHttp } from './support/staff.js';
 import { waitFor } from './support/wait.js';
 
@@ -235,7 +236,7 @@ describe('rulebook demo', () => {
   });
 
   it('--drop removes everything it made and caused; it can then be loaded again', async () => {
-    await engine.stop();
+    // With the engine running, as `rulebook demo --drop` beside `npm start` would.
     const dropped = await dropDemo(db.url);
     expect(dropped).toMatchObject({ dropped: true, rules: 5, entities: 3, users: 2, allocations: 1 });
     expect(dropped.alerts).toBe(2);
@@ -251,9 +252,12 @@ describe('rulebook demo', () => {
 
 describe('the rulebook demo command', () => {
   let cliDb: TestDatabase;
+  // Only printed in the page's URL; nothing listens on it.
+  let port: string;
 
   beforeAll(async () => {
     cliDb = await createTestDatabase();
+    port = String(await freePort());
   });
 
   afterAll(async () => {
@@ -261,7 +265,7 @@ describe('the rulebook demo command', () => {
   });
 
   async function rulebook(...args: string[]): Promise<{ code: number | null; output: string }> {
-    const run = spawnRulebook(args, { DATABASE_URL: cliDb.url, LOG_LEVEL: 'silent', PORT: '3999' });
+    const run = spawnRulebook(args, { DATABASE_URL: cliDb.url, LOG_LEVEL: 'silent', PORT: port });
     const { code } = await run.exited();
     return { code, output: run.output() };
   }
@@ -271,7 +275,7 @@ describe('the rulebook demo command', () => {
     const first = await rulebook('demo');
     expect(first.code).toBe(0);
     expect(first.output).toMatch(/loaded the demo/);
-    expect(first.output).toContain('http://localhost:3999/');
+    expect(first.output).toContain(`open http://localhost:${port}/ and sign in as ${DEMO_STAFF.email}`);
     expect(first.output).toMatch(/^ {3}rbk_[A-Za-z0-9_-]{43}$/m);
     expect(first.output).toContain(`npx rulebook psql -c "${DEMO_STATEMENTS.placeOrder.sql}"`);
     expect(first.output).toContain(`npx rulebook psql -c "${DEMO_STATEMENTS.shipOrder.sql}"`);

@@ -24,7 +24,7 @@ export function loadedReport(demo: LoadedDemo, config: Pick<Config, 'port' | 'de
       ? 'rulebook: loaded the demo: demo_sales.orders, demo_inventory.items, five rules, a "demo warehouse" role'
       : 'rulebook: the demo is already loaded; nothing changed',
     '',
-    `1. Open ${page} (with \`npx rulebook start\` running) and sign in as ${demo.staffEmail} with this token:`,
+    `1. With \`npm start\` running, open ${page} and sign in as ${demo.staffEmail} with this token:`,
   ];
   if (demo.token) lines.push('', `   ${demo.token}`, '');
   else
@@ -49,12 +49,17 @@ export function loadedReport(demo: LoadedDemo, config: Pick<Config, 'port' | 'de
   return lines;
 }
 
+function count(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 export function droppedReport(dropped: DroppedDemo): string[] {
   if (!dropped.dropped) return ['rulebook: there is no demo to drop; nothing changed'];
   return [
-    `rulebook: dropped the demo: ${dropped.rules} rules, ${dropped.entities} entities and their triggers, ` +
-      `${dropped.alerts} alerts, ${dropped.deliveries} deliveries, ${dropped.allocations} allocations, ` +
-      `${dropped.users} users with their tokens, the schemas demo_sales and demo_inventory`,
+    `rulebook: dropped the demo: ${count(dropped.rules, 'rule')}, ` +
+      `${count(dropped.entities, 'entity', 'entities')} and their triggers, ${count(dropped.alerts, 'alert')}, ` +
+      `${count(dropped.deliveries, 'delivery', 'deliveries')}, ${count(dropped.allocations, 'allocation')}, ` +
+      `${count(dropped.users, 'user')} with their tokens, the schemas demo_sales and demo_inventory`,
   ];
 }
 
