@@ -1,9 +1,13 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropDemo, loadDemo, type LoadedDemo } from '../src/demo/demo.js';
+import { psqlCommand } from '../src/demo/demo-command.js';
 import { DEMO_RULES, DEMO_STAFF, DEMO_STATEMENTS } from '../src/demo/demo-sql.js';
 import type { Engine } from '../src/engine/engine.js';
 import type { HttpServer } from '../src/http/server.js';
+import { packageRoot } from '../src/package-root.js';
 import { launchChromium } from './support/browser.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { spawnRulebook } from './support/daemon-process.js';
@@ -175,10 +179,15 @@ describe('rulebook demo', () => {
     expect(inbox).toEqual([
       expect.objectContaining({ title: 'Big order SO-1004 from Globex', body: '8 x LAMP-OAK, 1240 EUR' }),
     ]);
-    const executions = await db.query<{ status: string }>(
-      `select status from workflow.automation_executions`,
+    const runs = await db.query<{ name: string; status: string }>(DEMO_STATEMENTS.lookAtRuns.sql);
+    expect(runs.map(({ name, status }) => ({ name, status }))).toEqual([
+      expect.objectContaining({ status: 'success' }),
+      expect.objectContaining({ status: 'success' }),
+      { name: DEMO_RULES.lowStock, status: 'success' },
+    ]);
+    expect(runs.slice(0, 2).map((run) => run.name)).toEqual(
+      expect.arrayContaining([DEMO_RULES.allocate, DEMO_RULES.bigOrder]),
     );
-    expect(executions.map((row) => row.status)).toEqual(['success', 'success', 'success']);
   });
 
   it('the daily summary notes where the figures are', async () => {
@@ -226,6 +235,13 @@ describe('rulebook demo', () => {
     );
     expect(alert).toEqual({ status: 'acknowledged', by: DEMO_STAFF.email });
     await page.close();
+  });
+
+  it('README.md tours with the very statements the demo prints', () => {
+    const readme = fs.readFileSync(path.join(packageRoot(), 'README.md'), 'utf8');
+    for (const statement of Object.values(DEMO_STATEMENTS)) {
+      expect(readme).toContain(psqlCommand(statement.sql));
+    }
   });
 
   it('loading again changes nothing', async () => {

@@ -37,8 +37,9 @@ export function loadedReport(demo: LoadedDemo, config: Pick<Config, 'port' | 'de
     `   ${psqlCommand(DEMO_STATEMENTS.placeOrder.sql)}`,
     '3. Ship an order and watch the alert arrive on the page:',
     `   ${psqlCommand(DEMO_STATEMENTS.shipOrder.sql)}`,
-    '4. See what the allocation took:',
+    '4. See what the allocation took, and which rules ran:',
     `   ${psqlCommand(DEMO_STATEMENTS.lookAtStock.sql)}`,
+    `   ${psqlCommand(DEMO_STATEMENTS.lookAtRuns.sql)}`,
     '',
     `In-app notifications: curl -H "Authorization: Bearer <token>" ${page}api/notifications/mine`,
     config.delivery.smtpUrl

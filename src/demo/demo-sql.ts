@@ -231,4 +231,8 @@ export const DEMO_STATEMENTS = {
     sql: `select sku, on_hand, allocated, available, needs_reorder from demo_inventory.items order by sku`,
     causes: 'shows the stock the allocation took',
   },
+  lookAtRuns: {
+    sql: `select r.name, x.status, x.executed_at from workflow.automation_executions x join workflow.automation_rules r on r.id = x.automation_rules_id order by x.executed_at`,
+    causes: 'shows which rules ran, and how it went',
+  },
 } as const satisfies Record<string, DemoStatement>;
