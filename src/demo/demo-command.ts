@@ -41,7 +41,7 @@ export function loadedReport(demo: LoadedDemo, config: Pick<Config, 'port' | 'de
     `   ${psqlCommand(DEMO_STATEMENTS.lookAtStock.sql)}`,
     `   ${psqlCommand(DEMO_STATEMENTS.lookAtRuns.sql)}`,
     '',
-    `In-app notifications: curl -H "Authorization: Bearer <token>" ${page}api/notifications/mine`,
+    `In-app notifications: curl -H "Authorization: Bearer ${demo.token ?? '<token>'}" ${page}api/notifications/mine`,
     config.delivery.smtpUrl
       ? 'No demo rule sends e-mail (its people have made-up addresses): notifications are in-app only.'
       : 'No demo rule sends e-mail (SMTP_URL is not set): notifications are in-app only.',
