@@ -266,6 +266,36 @@ describe('rulebook demo', () => {
   });
 });
 
+describe('rulebook demo where it does not fit', () => {
+  let other: TestDatabase;
+
+  beforeAll(async () => {
+    other = await createTestDatabase();
+  });
+
+  afterAll(async () => {
+    await other?.drop();
+  });
+
+  it('says what is in the way, and leaves nothing behind', async () => {
+    const empty = await snapshot(other);
+    await other.query(`insert into core.roles (name) values ('demo warehouse')`);
+    const withRole = await snapshot(other);
+    await expect(loadDemo(other.url)).rejects.toThrow(
+      /the demo cannot be loaded: something it creates exists already \(Key \(name\)=\(demo warehouse\) already exists\.\)/,
+    );
+    expect(await snapshot(other)).toEqual(withRole);
+    await other.query(`delete from core.roles`);
+
+    await other.query(`create schema demo_sales`);
+    await expect(loadDemo(other.url)).rejects.toThrow(
+      'the demo is only partly there (schemas demo_sales, 0 of 5 rules); run `rulebook demo --drop`, then `rulebook demo`',
+    );
+    expect(await dropDemo(other.url)).toMatchObject({ dropped: true, rules: 0 });
+    expect(await snapshot(other)).toEqual(empty);
+  });
+});
+
 describe('the rulebook demo command', () => {
   let cliDb: TestDatabase;
   // Only printed in the page's URL; nothing listens on it.
