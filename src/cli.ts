@@ -14,6 +14,7 @@ import { loadConfig, ConfigError } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
 import { startDaemon } from './daemon.js';
+import { runDemo } from './demo/demo-command.js';
 import { createLogger } from './logger.js';
 import pg from 'pg';
 
@@ -38,6 +39,10 @@ Usage:
                             tokens with their state (active, expired, revoked); never the secrets
   rulebook token revoke <token id | token>
                             revoke a token at once
+  rulebook demo [--drop | --sql]
+                            load a small shop (demo_sales, demo_inventory), five example rules and a
+                            staff user with a token, and print what to try; --drop removes it all,
+                            --sql prints the demo's SQL
   rulebook --help           show this help
 
 Environment:
@@ -290,6 +295,14 @@ async function main(argv: string[]): Promise<void> {
       return userCommand(rest);
     case 'token':
       return tokenCommand(rest);
+    case 'demo': {
+      const [flag, ...extra] = rest;
+      if (extra.length > 0 || (flag !== undefined && flag !== '--drop' && flag !== '--sql')) {
+        throw new UsageError('usage: rulebook demo [--drop | --sql]');
+      }
+      const options = { drop: flag === '--drop', printSql: flag === '--sql' };
+      return runDemo(options, loadConfig(), (line) => console.log(line));
+    }
     case 'migrate':
       if (rest.length > 0) throw new UsageError(`migrate takes no arguments, got: ${rest.join(' ')}`);
       return migrateCommand();
