@@ -22,7 +22,12 @@ export async function openDatabase(config: Config, onLog?: (message: string) => 
   if (config.databaseUrl) {
     return { url: config.databaseUrl, embedded: false, close: async () => {} };
   }
-  const server = await startEmbeddedServer({ dir: config.dataDir, port: config.embeddedPort, onLog });
+  const server = await startEmbeddedServer({
+    dir: config.dataDir,
+    port: config.embeddedPort,
+    systemDir: config.embeddedSystemDir,
+    onLog,
+  });
   try {
     const admin = new pg.Client({ connectionString: server.url });
     await admin.connect();

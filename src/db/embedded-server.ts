@@ -7,7 +7,7 @@ import pg from 'pg';
 import { ServerClients, processAlive, withDataDirLock } from './data-dir-lock.js';
 import { EmbeddedServerError } from './embedded-server-error.js';
 import {
-  SYSTEM_DIR,
+  DEFAULT_SYSTEM_DIR,
   canEnter,
   firstLine,
   makeEnterable,
@@ -21,6 +21,8 @@ export interface EmbeddedServerOptions {
   readonly dir: string;
   /** The port for a server this call starts; a server already running keeps its own. */
   readonly port: number;
+  /** Where root's server account gets binaries and clusters it cannot reach otherwise (default /var/lib/rulebook). */
+  readonly systemDir?: string;
   /** Extra `-c name=value` settings for a server this call starts. */
   readonly settings?: Readonly<Record<string, string>>;
   /** What happens to the server that a person may want to know: where the cluster is, a copy made. */
@@ -67,8 +69,9 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
   const dataDir = prepareDataDir(options.dir, account);
   const log = options.onLog ?? (() => {});
   const clients = new ServerClients(dataDir);
+  const systemDir = options.systemDir ?? DEFAULT_SYSTEM_DIR;
   return withDataDirLock(dataDir, async () => {
-    const layout = clusterLayout(dataDir, account);
+    const layout = clusterLayout(dataDir, account, systemDir);
     if (layout.pointerFile) {
       log(
         `the cluster is in ${layout.clusterDir}, since the "${account?.name}" account PostgreSQL runs as cannot enter ${dataDir} (${layout.pointerFile} says so too)`,
@@ -82,12 +85,12 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
       port = running.port;
       await waitUntilAnswering(port, running.pid, layout);
     } else {
-      const binaries = postgresBinaries(account);
-      if (binaries.startsWith(SYSTEM_DIR)) {
+      const binaries = postgresBinaries(account, systemDir);
+      if (binaries.startsWith(systemDir)) {
         log(`the PostgreSQL binaries run from ${binaries}, a copy the "${account?.name}" account can reach`);
       }
       if (!fs.existsSync(path.join(layout.clusterDir, 'PG_VERSION'))) {
-        await createCluster(binaries, layout, account, password);
+        await createCluster(binaries, layout, account, password, systemDir);
       }
       port = options.port;
       const pid = await spawnServer(binaries, layout, account, port, options.settings ?? {});
@@ -139,7 +142,7 @@ function prepareDataDir(dir: string, account: ServerAccount | undefined): string
   }
 }
 
-function clusterLayout(dataDir: string, account: ServerAccount | undefined): Layout {
+function clusterLayout(dataDir: string, account: ServerAccount | undefined, systemDir: string): Layout {
   const files = {
     dataDir,
     passwordFile: path.join(dataDir, 'password'),
@@ -158,7 +161,7 @@ function clusterLayout(dataDir: string, account: ServerAccount | undefined): Lay
     );
   }
   const id = `${path.basename(dataDir).replace(/[^\w.-]/g, '_')}-${crypto.createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`;
-  const clusterDir = path.join(SYSTEM_DIR, 'clusters', id, 'pgdata');
+  const clusterDir = path.join(systemDir, 'clusters', id, 'pgdata');
   fs.writeFileSync(pointerFile, `${clusterDir}\n`);
   return { ...files, clusterDir, pointerFile };
 }
@@ -182,9 +185,10 @@ async function createCluster(
   layout: Layout,
   account: ServerAccount | undefined,
   password: string,
+  systemDir: string,
 ): Promise<void> {
   const parent = path.dirname(layout.clusterDir);
-  if (layout.pointerFile) makeEnterable(parent);
+  if (layout.pointerFile) makeEnterable(systemDir, parent);
   // A cluster without PG_VERSION is what a failed initdb left behind.
   fs.rmSync(layout.clusterDir, { recursive: true, force: true });
   fs.mkdirSync(layout.clusterDir, { mode: 0o700 });
@@ -315,7 +319,9 @@ function explainExit(
     // no log to quote
   }
   const fatal = lines.find((line) => /FATAL|PANIC/.test(line)) ?? lines.at(-1) ?? '';
-  const hint = /already in use/.test(fatal) ? `; port ${port} is taken, set RULEBOOK_EMBEDDED_PG_PORT` : '';
+  const hint = lines.some((line) => /already in use/.test(line))
+    ? `; port ${port} is taken, set RULEBOOK_EMBEDDED_PG_PORT to a free one`
+    : '';
   return `postgres exited (${code ?? signal}): ${fatal.trim()}${hint} (log: ${logFile})`;
 }
 

@@ -17,40 +17,56 @@ const ACCOUNT = 'postgres';
  * Root-owned and world-readable: where the binaries are copied when the server's account cannot
  * reach them in node_modules, and where clusters go whose data directory it cannot reach.
  */
-export const SYSTEM_DIR = '/var/lib/rulebook';
+export const DEFAULT_SYSTEM_DIR = '/var/lib/rulebook';
 
 /** undefined when rulebook does not run as root: then the server runs as the current user. */
 export function serverAccount(): ServerAccount | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  const lookup = () => ({
-    name: ACCOUNT,
-    uid: Number(execFileSync('id', ['-u', ACCOUNT], { encoding: 'utf8', stdio: 'pipe' }).trim()),
-    gid: Number(execFileSync('id', ['-g', ACCOUNT], { encoding: 'utf8', stdio: 'pipe' }).trim()),
-  });
+  const found = lookupAccount();
+  if (found) return found;
   try {
-    return lookup();
+    execFileSync(
+      fs.existsSync('/usr/sbin/useradd') ? '/usr/sbin/useradd' : 'useradd',
+      [
+        '--system',
+        '--user-group',
+        '--no-create-home',
+        '--home-dir',
+        '/nonexistent',
+        '--shell',
+        '/usr/sbin/nologin',
+        ACCOUNT,
+      ],
+      { stdio: 'pipe' },
+    );
+  } catch (error) {
+    throw new EmbeddedServerError(
+      `PostgreSQL does not run as root and creating the "${ACCOUNT}" account for it failed (${firstLine(error)})`,
+    );
+  }
+  const created = lookupAccount();
+  if (!created) throw new EmbeddedServerError(`the "${ACCOUNT}" account was created but cannot be found`);
+  return created;
+}
+
+/** From /etc/passwd first (no PATH needed), then `id` for accounts from NSS (LDAP, ...). */
+function lookupAccount(): ServerAccount | undefined {
+  try {
+    const line = fs
+      .readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((each) => each.startsWith(`${ACCOUNT}:`));
+    const [, , uid, gid] = line?.split(':') ?? [];
+    if (uid !== undefined && gid !== undefined) return { name: ACCOUNT, uid: Number(uid), gid: Number(gid) };
   } catch {
-    try {
-      execFileSync(
-        'useradd',
-        [
-          '--system',
-          '--user-group',
-          '--no-create-home',
-          '--home-dir',
-          '/nonexistent',
-          '--shell',
-          '/usr/sbin/nologin',
-          ACCOUNT,
-        ],
-        { stdio: 'pipe' },
-      );
-      return lookup();
-    } catch (error) {
-      throw new EmbeddedServerError(
-        `PostgreSQL does not run as root and creating the "${ACCOUNT}" account for it failed (${firstLine(error)})`,
-      );
-    }
+    // no readable /etc/passwd: ask id
+  }
+  try {
+    const id = (flag: string) =>
+      Number(execFileSync('id', [flag, ACCOUNT], { encoding: 'utf8', stdio: 'pipe' }).trim());
+    return { name: ACCOUNT, uid: id('-u'), gid: id('-g') };
+  } catch {
+    return undefined;
   }
 }
 
@@ -92,12 +108,12 @@ function packagedBinaries(): PackagedBinaries {
  * any 0700 directory) hides node_modules from the server's account, so as root the binaries are then
  * copied once, per package version, to a root-owned, world-readable directory: 58 MB, about 0.3 s.
  */
-export function postgresBinaries(account: ServerAccount | undefined): string {
+export function postgresBinaries(account: ServerAccount | undefined, systemDir: string): string {
   const packaged = packagedBinaries();
   if (!account || runsAs(account, path.join(packaged.dir, 'bin', 'postgres'), ['--version']))
     return packaged.dir;
-  const copy = path.join(SYSTEM_DIR, `postgres-${packaged.version}-${process.platform}-${process.arch}`);
-  if (!fs.existsSync(path.join(copy, 'bin', 'postgres'))) copyReadable(packaged.dir, copy);
+  const copy = path.join(systemDir, `postgres-${packaged.version}-${process.platform}-${process.arch}`);
+  if (!fs.existsSync(path.join(copy, 'bin', 'postgres'))) copyReadable(packaged.dir, copy, systemDir);
   if (!runsAs(account, path.join(copy, 'bin', 'postgres'), ['--version'])) {
     throw new EmbeddedServerError(
       `the "${account.name}" account cannot run ${path.join(copy, 'bin', 'postgres')}, nor the original in ${packaged.dir}`,
@@ -107,8 +123,8 @@ export function postgresBinaries(account: ServerAccount | undefined): string {
 }
 
 /** Copies to a temporary sibling and renames it into place, so that a racing copy or a crash leaves no half copy. */
-function copyReadable(from: string, to: string): void {
-  makeEnterable(path.dirname(to));
+function copyReadable(from: string, to: string, systemDir: string): void {
+  makeEnterable(systemDir, path.dirname(to));
   const temporary = fs.mkdtempSync(`${to}.partial-`);
   try {
     fs.cpSync(from, temporary, { recursive: true, verbatimSymlinks: true });
@@ -131,10 +147,10 @@ function copyReadable(from: string, to: string): void {
   }
 }
 
-/** Creates `dir`, a directory under SYSTEM_DIR, and those between, root-owned and enterable by every account. */
-export function makeEnterable(dir: string): void {
-  let each = SYSTEM_DIR;
-  for (const part of ['', ...path.relative(SYSTEM_DIR, dir).split(path.sep).filter(Boolean)]) {
+/** Creates `dir`, a directory under systemDir, and those between, root-owned and enterable by every account. */
+export function makeEnterable(systemDir: string, dir: string): void {
+  let each = systemDir;
+  for (const part of ['', ...path.relative(systemDir, dir).split(path.sep).filter(Boolean)]) {
     each = path.join(each, part);
     fs.mkdirSync(each, { recursive: true });
     fs.chmodSync(each, 0o755);
