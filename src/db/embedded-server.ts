@@ -318,11 +318,17 @@ function explainExit(
   } catch {
     // no log to quote
   }
-  const fatal = lines.find((line) => /FATAL|PANIC/.test(line)) ?? lines.at(-1) ?? '';
-  const hint = lines.some((line) => /already in use/.test(line))
-    ? `; port ${port} is taken, set RULEBOOK_EMBEDDED_PG_PORT to a free one`
+  // "could not bind" names the port's problem; the FATAL line after it only says that none was left.
+  const quoted = [
+    lines.find((line) => /could not bind/.test(line)),
+    lines.find((line) => /FATAL|PANIC/.test(line)),
+  ]
+    .filter((line) => line !== undefined)
+    .map((line) => line.replace(/^.*?\[\d+\]\s*/, '').trim());
+  const hint = lines.some((line) => /could not bind/.test(line))
+    ? `; set RULEBOOK_EMBEDDED_PG_PORT to a free port above 1024`
     : '';
-  return `postgres exited (${code ?? signal}): ${fatal.trim()}${hint} (log: ${logFile})`;
+  return `postgres exited (${code ?? signal}): ${quoted.join('; ') || lines.at(-1)?.trim()}${hint} (log: ${logFile})`;
 }
 
 /** Until a connection is accepted; an authentication failure also means that the server is up. */
