@@ -160,7 +160,12 @@ function clusterLayout(dataDir: string, account: ServerAccount | undefined, syst
       `its cluster ${inPlace} is in a directory the "${account.name}" account cannot enter; let it (chmod o+x on ${dataDir} and the directories above) or move the data directory`,
     );
   }
-  const id = `${path.basename(dataDir).replace(/[^\w.-]/g, '_')}-${crypto.createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`;
+  // Named after the checkout (`rb` for rb/.rulebook) so that a person listing the directory can tell
+  // whose it is; the hash keeps two checkouts of the same name apart.
+  const name =
+    path.basename(dataDir) === '.rulebook' ? path.basename(path.dirname(dataDir)) : path.basename(dataDir);
+  const hash = crypto.createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
+  const id = `${name.replace(/^\.+/, '').replace(/[^\w.-]/g, '_') || 'rulebook'}-${hash}`;
   const clusterDir = path.join(systemDir, 'clusters', id, 'pgdata');
   fs.writeFileSync(pointerFile, `${clusterDir}\n`);
   return { ...files, clusterDir, pointerFile };
