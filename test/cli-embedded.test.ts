@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -236,4 +237,29 @@ describe('a clone in a directory that only its owner can enter', () => {
     }
     expect(daemon.output()).not.toMatch(/EACCES|undefined/);
   }, 120_000);
+});
+
+describe('when the embedded server cannot start', () => {
+  it('says why in one line and what to set instead, without a stack trace', async () => {
+    // Something else on the port; it hangs up on whoever connects, so that closing it is quick.
+    const taken = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      const result = await rulebook(['role', 'add', 'ops'], {
+        RULEBOOK_DATA_DIR: path.join(temporaryDir('rulebook-port-taken-'), 'data'),
+        RULEBOOK_SYSTEM_DIR: temporaryDir('rulebook-system-'),
+        RULEBOOK_EMBEDDED_PG_PORT: String(port),
+      });
+      expect(result.code).toBe(1);
+      expect(result.output.split('\n')).toHaveLength(2);
+      expect(result.output).toMatch(
+        new RegExp(
+          `^rulebook: the embedded PostgreSQL cannot start: postgres exited \\(1\\): LOG: +could not bind IPv4 address "127.0.0.1": Address already in use;.*set RULEBOOK_EMBEDDED_PG_PORT to a free port above 1024 \\(log: .*postgres.log\\)\\. Set DATABASE_URL to use a PostgreSQL of your own, or RULEBOOK_DATA_DIR to keep the embedded one somewhere else\\n$`,
+        ),
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
 });

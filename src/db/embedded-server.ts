@@ -46,7 +46,7 @@ const USER = 'rulebook';
 /** Clusters made before passwords were generated used this one; on first start it is replaced. */
 const LEGACY_PASSWORD = 'rulebook';
 const INVALID_PASSWORD = '28P01';
-const CANNOT_CONNECT_NOW = '57P03';
+const CONNECT_TIMEOUT_MS = 2_000;
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 
@@ -78,12 +78,10 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
       );
     }
     const password = readOrCreatePassword(layout.passwordFile);
-    let port: number;
-    let started = false;
+    let server: { pid: number; port: number };
     const running = runningServer(layout.clusterDir);
     if (running) {
-      port = running.port;
-      await waitUntilAnswering(port, running.pid, layout);
+      server = running;
     } else {
       const binaries = postgresBinaries(account, systemDir);
       if (binaries.startsWith(systemDir)) {
@@ -92,18 +90,24 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
       if (!fs.existsSync(path.join(layout.clusterDir, 'PG_VERSION'))) {
         await createCluster(binaries, layout, account, password, systemDir);
       }
-      port = options.port;
-      const pid = await spawnServer(binaries, layout, account, port, options.settings ?? {});
-      await waitUntilAnswering(port, pid, layout);
-      started = true;
+      const pid = await spawnServer(binaries, layout, account, options.port, options.settings ?? {});
+      server = { pid, port: options.port };
     }
-    await settlePassword(port, password, layout);
+    const { port } = server;
+    try {
+      await waitUntilAnswering(port, server.pid, layout);
+      await settlePassword(port, password, layout);
+    } catch (error) {
+      // A server started here that nobody can use would otherwise hold the port and the data directory.
+      if (!running) await stopProcess(server.pid).catch(() => {});
+      throw error;
+    }
     const registration = clients.register();
     return {
       url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
       clusterDir: layout.clusterDir,
       logFile: layout.logFile,
-      started,
+      started: !running,
       stop: () =>
         withDataDirLock(dataDir, async () => {
           clients.unregister(registration);
@@ -193,7 +197,7 @@ async function createCluster(
   systemDir: string,
 ): Promise<void> {
   const parent = path.dirname(layout.clusterDir);
-  if (layout.pointerFile) makeEnterable(systemDir, parent);
+  if (layout.pointerFile && account) makeEnterable(account, systemDir, parent);
   // A cluster without PG_VERSION is what a failed initdb left behind.
   fs.rmSync(layout.clusterDir, { recursive: true, force: true });
   fs.mkdirSync(layout.clusterDir, { mode: 0o700 });
@@ -348,13 +352,7 @@ async function waitUntilAnswering(port: number, pid: number, layout: Layout): Pr
         lastFailure.get(pid) ?? `postgres (pid ${pid}) stopped; see ${layout.logFile}`,
       );
     }
-    const client = new pg.Client({
-      host: '127.0.0.1',
-      port,
-      user: USER,
-      password: '-',
-      database: 'postgres',
-    });
+    const client = serverClient(port, '-');
     try {
       await client.connect();
       await client.end();
@@ -362,8 +360,9 @@ async function waitUntilAnswering(port: number, pid: number, layout: Layout): Pr
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === INVALID_PASSWORD) return;
+      // Refused or "starting up" while it starts; a timeout when something else holds the port,
+      // and then the server exits, which the next round notices.
       last = firstLine(error) || String(code);
-      if (code !== 'ECONNREFUSED' && code !== CANNOT_CONNECT_NOW) break;
     }
     // Start-up takes about a second; the server announces readiness only in its log.
     await delay(100);
@@ -373,16 +372,21 @@ async function waitUntilAnswering(port: number, pid: number, layout: Layout): Pr
   );
 }
 
+function serverClient(port: number, password: string): pg.Client {
+  return new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: USER,
+    password,
+    database: 'postgres',
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+}
+
 /** Switches a cluster still on the old fixed password to the data directory's own. */
 async function settlePassword(port: number, password: string, layout: Layout): Promise<void> {
   const connect = async (secret: string) => {
-    const client = new pg.Client({
-      host: '127.0.0.1',
-      port,
-      user: USER,
-      password: secret,
-      database: 'postgres',
-    });
+    const client = serverClient(port, secret);
     await client.connect();
     return client;
   };
@@ -410,19 +414,25 @@ async function settlePassword(port: number, password: string, layout: Layout): P
 
 async function stopServer(clusterDir: string): Promise<void> {
   const running = runningServer(clusterDir);
-  if (!running) return;
+  if (running) await stopProcess(running.pid);
+}
+
+async function stopProcess(pid: number): Promise<void> {
   // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing committed is lost.
-  process.kill(running.pid, 'SIGINT');
-  const own = exits.get(running.pid);
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw error;
+  }
+  const own = exits.get(pid);
   const deadline = Date.now() + STOP_TIMEOUT_MS;
   if (own) {
     await Promise.race([own(), delay(STOP_TIMEOUT_MS, undefined, { ref: false })]);
   } else {
-    while (processAlive(running.pid) && Date.now() < deadline) await delay(50);
+    while (processAlive(pid) && Date.now() < deadline) await delay(50);
   }
-  if (processAlive(running.pid)) {
-    throw new Error(
-      `the embedded PostgreSQL (pid ${running.pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s`,
-    );
+  if (processAlive(pid)) {
+    throw new Error(`the embedded PostgreSQL (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s`);
   }
 }

@@ -113,7 +113,8 @@ export function postgresBinaries(account: ServerAccount | undefined, systemDir: 
   if (!account || runsAs(account, path.join(packaged.dir, 'bin', 'postgres'), ['--version']))
     return packaged.dir;
   const copy = path.join(systemDir, `postgres-${packaged.version}-${process.platform}-${process.arch}`);
-  if (!fs.existsSync(path.join(copy, 'bin', 'postgres'))) copyReadable(packaged.dir, copy, systemDir);
+  if (!fs.existsSync(path.join(copy, 'bin', 'postgres')))
+    copyReadable(account, packaged.dir, copy, systemDir);
   if (!runsAs(account, path.join(copy, 'bin', 'postgres'), ['--version'])) {
     throw new EmbeddedServerError(
       `the "${account.name}" account cannot run ${path.join(copy, 'bin', 'postgres')}, nor the original in ${packaged.dir}`,
@@ -123,8 +124,8 @@ export function postgresBinaries(account: ServerAccount | undefined, systemDir: 
 }
 
 /** Copies to a temporary sibling and renames it into place, so that a racing copy or a crash leaves no half copy. */
-function copyReadable(from: string, to: string, systemDir: string): void {
-  makeEnterable(systemDir, path.dirname(to));
+function copyReadable(account: ServerAccount, from: string, to: string, systemDir: string): void {
+  makeEnterable(account, systemDir, path.dirname(to));
   const temporary = fs.mkdtempSync(`${to}.partial-`);
   try {
     fs.cpSync(from, temporary, { recursive: true, verbatimSymlinks: true });
@@ -148,12 +149,17 @@ function copyReadable(from: string, to: string, systemDir: string): void {
 }
 
 /** Creates `dir`, a directory under systemDir, and those between, root-owned and enterable by every account. */
-export function makeEnterable(systemDir: string, dir: string): void {
+export function makeEnterable(account: ServerAccount, systemDir: string, dir: string): void {
   let each = systemDir;
   for (const part of ['', ...path.relative(systemDir, dir).split(path.sep).filter(Boolean)]) {
     each = path.join(each, part);
     fs.mkdirSync(each, { recursive: true });
     fs.chmodSync(each, 0o755);
+  }
+  if (!canEnter(account, dir)) {
+    throw new EmbeddedServerError(
+      `the "${account.name}" account cannot enter ${dir}: RULEBOOK_SYSTEM_DIR (${systemDir}) must lie in directories every account may enter`,
+    );
   }
 }
 
