@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { sqlState } from '../admin/errors.js';
 import type { Config } from '../config.js';
 import { startEmbeddedServer, type EmbeddedServer } from './embedded-server.js';
 
@@ -38,7 +39,7 @@ export async function openDatabase(config: Config, onLog?: (message: string) => 
       // Two commands may both find it missing; the loser's duplicate_database (42P04) is no failure.
       if (!rowCount) {
         await admin.query(`create database ${EMBEDDED_DATABASE}`).catch((error: unknown) => {
-          if ((error as { code?: string }).code !== '42P04') throw error;
+          if (sqlState(error) !== '42P04') throw error;
         });
       }
     } finally {

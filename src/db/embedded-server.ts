@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
+import { sqlState } from '../admin/errors.js';
 import { ServerClients, processAlive, withDataDirLock } from './data-dir-lock.js';
 import { EmbeddedServerError } from './embedded-server-error.js';
 import {
@@ -358,7 +359,7 @@ async function waitUntilAnswering(port: number, pid: number, layout: Layout): Pr
       await client.end();
       return;
     } catch (error) {
-      const code = (error as { code?: string }).code;
+      const code = sqlState(error);
       if (code === INVALID_PASSWORD) return;
       // Refused or "starting up" while it starts; a timeout when something else holds the port,
       // and then the server exits, which the next round notices.
@@ -394,7 +395,7 @@ async function settlePassword(port: number, password: string, layout: Layout): P
   try {
     client = await connect(password);
   } catch (error) {
-    if ((error as { code?: string }).code !== INVALID_PASSWORD) throw error;
+    if (sqlState(error) !== INVALID_PASSWORD) throw error;
     try {
       client = await connect(LEGACY_PASSWORD);
     } catch {
