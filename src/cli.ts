@@ -12,6 +12,8 @@ import {
 import { addRole, addUser } from './admin/users.js';
 import { loadConfig, ConfigError } from './config.js';
 import { openDatabase } from './db/database.js';
+import { describeError } from './describe-error.js';
+import { runPsql } from './psql.js';
 import { migrateDatabase } from './db/migrate.js';
 import { startDaemon } from './daemon.js';
 import { runDemo } from './demo/demo-command.js';
@@ -39,18 +41,34 @@ Usage:
                             tokens with their state (active, expired, revoked); never the secrets
   rulebook token revoke <token id | token>
                             revoke a token at once
+  rulebook db url           print the database URL, with its password, for any PostgreSQL client
+  rulebook psql [args]      run psql on the database (args go to psql, e.g. -c 'select 1'); needs
+                            the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client)
   rulebook demo [--drop | --sql]
                             load a small shop (demo_sales, demo_inventory), five example rules and a
                             staff user with a token, and print what to try; --drop removes it all,
                             --sql prints the demo's SQL
   rulebook --help           show this help
 
+  Every command uses the embedded PostgreSQL that \`rulebook start\` runs, when it runs; otherwise
+  it starts it for the command's duration.
+
+Embedded PostgreSQL (when DATABASE_URL is unset):
+  database rulebook, user rulebook, on 127.0.0.1; the password is generated once per data directory
+  and kept in RULEBOOK_DATA_DIR/password (mode 0600). RULEBOOK_DATA_DIR also holds the server's
+  log (postgres.log) and its cluster (pgdata/). As root, the server runs as the "postgres" account;
+  where that account cannot enter RULEBOOK_DATA_DIR (a clone under /root), the cluster lives in
+  RULEBOOK_SYSTEM_DIR/clusters/ and RULEBOOK_DATA_DIR/cluster-location says where.
+
 Environment:
-  DATABASE_URL              the database to use; when unset, an embedded PostgreSQL is started
-                            with its data in RULEBOOK_DATA_DIR (default .rulebook/)
+  DATABASE_URL              the database to use; when unset, the embedded PostgreSQL (above)
+  RULEBOOK_DATA_DIR         data directory of the embedded PostgreSQL (default .rulebook/)
+  RULEBOOK_SYSTEM_DIR       as root, where the embedded PostgreSQL's binaries and clusters go that
+                            the "postgres" account cannot reach elsewhere (default /var/lib/rulebook)
   RULEBOOK_DB_WAIT_SECONDS  how long start waits for DATABASE_URL's server to accept connections
                             (default 60; 0 tries once)
-  RULEBOOK_EMBEDDED_PG_PORT port of the embedded PostgreSQL (default 54329, 127.0.0.1 only)
+  RULEBOOK_EMBEDDED_PG_PORT port of the embedded PostgreSQL when rulebook starts it (default 54329,
+                            127.0.0.1 only); a running one is found on its own port
   PORT                      HTTP port (default 3000)
   RULEBOOK_SSE_MAX_STREAMS  open alert event streams per server; more get 503 (default 1000)
   RULEBOOK_SSE_MAX_STREAMS_PER_USER
@@ -78,6 +96,55 @@ Environment:
 
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/** A failure with its own exit code, such as psql's. */
+class ExitError extends Error {
+  override name = 'ExitError';
+
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+async function dbCommand(args: string[]): Promise<void> {
+  if (args[0] !== 'url' || args.length > 1) throw new UsageError('usage: rulebook db url');
+  const config = loadConfig();
+  if (config.databaseUrl) {
+    console.log(config.databaseUrl);
+    return;
+  }
+  const database = await openDatabase(config);
+  try {
+    console.log(database.url);
+    if (database.server?.started) {
+      console.error(
+        'rulebook: the embedded PostgreSQL runs only while a rulebook command does, e.g. `rulebook start`',
+      );
+    }
+  } finally {
+    await database.close();
+  }
+}
+
+async function psqlCommand(args: string[]): Promise<void> {
+  const database = await openDatabase(loadConfig());
+  try {
+    const result = await runPsql(database.url, args);
+    if (result === 'not installed') {
+      throw new ExitError(
+        'psql is not installed: install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client; ' +
+          'macOS: brew install libpq), or connect any PostgreSQL client to the URL that `rulebook db url` prints',
+        127,
+      );
+    }
+    process.exitCode = result;
+  } finally {
+    await database.close();
+  }
 }
 
 async function migrateCommand(): Promise<void> {
@@ -295,6 +362,10 @@ async function main(argv: string[]): Promise<void> {
       return userCommand(rest);
     case 'token':
       return tokenCommand(rest);
+    case 'db':
+      return dbCommand(rest);
+    case 'psql':
+      return psqlCommand(rest);
     case 'demo': {
       const [flag, ...extra] = rest;
       if (extra.length > 0 || (flag !== undefined && flag !== '--drop' && flag !== '--sql')) {
@@ -319,7 +390,7 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     console.error(`rulebook: configuration error: ${error.message}`);
     process.exitCode = 2;
   } else {
-    console.error(`rulebook: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = 1;
+    console.error(`rulebook: ${describeError(error)}`);
+    process.exitCode = error instanceof ExitError ? error.exitCode : 1;
   }
 });

@@ -13,6 +13,8 @@ export interface Config {
   // --- end engineer E ---
   /** Where the embedded PostgreSQL keeps its data. */
   readonly dataDir: string;
+  /** As root: where the embedded PostgreSQL's binaries and clusters go that its account cannot reach elsewhere. */
+  readonly embeddedSystemDir: string;
   /** The port the embedded PostgreSQL listens on (127.0.0.1 only). */
   readonly embeddedPort: number;
   /** The HTTP server's port. */
@@ -152,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       ),
     }),
     dataDir: path.resolve(env.RULEBOOK_DATA_DIR?.trim() || '.rulebook'),
+    embeddedSystemDir: path.resolve(env.RULEBOOK_SYSTEM_DIR?.trim() || '/var/lib/rulebook'),
     embeddedPort: parsePort('RULEBOOK_EMBEDDED_PG_PORT', env.RULEBOOK_EMBEDDED_PG_PORT, 54329),
     port: parsePort('PORT', env.PORT, 3000),
     logLevel,

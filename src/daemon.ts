@@ -1,5 +1,5 @@
 import type { Config } from './config.js';
-import { openDatabase, type Database } from './db/database.js';
+import { maskedUrl, openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
 import { waitForDatabase } from './db/wait-for-database.js';
 import { createPool } from './db/pool.js';
@@ -50,9 +50,22 @@ export async function startDaemon(
         signal: options.signal,
       });
     }
-    const database = await openDatabase(config, (message) => logger.debug({ postgres: message.trim() }));
+    const database = await openDatabase(config, (message) => logger.info(`embedded PostgreSQL: ${message}`));
     cleanups.push(() => database.close());
-    if (database.embedded) logger.info({ dataDir: config.dataDir }, 'using embedded PostgreSQL');
+    logger.info(
+      database.server
+        ? {
+            database: maskedUrl(database.url),
+            dataDir: config.dataDir,
+            cluster: database.server.clusterDir,
+            serverLog: database.server.logFile,
+            startedHere: database.server.started,
+          }
+        : { database: maskedUrl(database.url) },
+      database.server
+        ? 'using the embedded PostgreSQL; `rulebook db url` prints its URL with the password, `rulebook psql` opens psql on it'
+        : 'using DATABASE_URL',
+    );
     const applied = await migrateDatabase(database.url);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
 

@@ -1,11 +1,11 @@
-import fs from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/engine/engine.js';
 import type { HttpServer } from '../src/http/server.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
+import { launchChromium } from './support/browser.js';
 import { createStaffUser, roleId, startHttp, type StaffUser } from './support/staff.js';
 import { waitFor } from './support/wait.js';
 
@@ -13,7 +13,6 @@ import { waitFor } from './support/wait.js';
 // alert a database update raised through a rule, acknowledges it with a note, and watches the next
 // one arrive without reloading.
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/rulebook-page.png';
 const PHONE_SCREENSHOT = '/tmp/rulebook-page-phone.png';
 
@@ -25,12 +24,6 @@ let browser: Browser;
 let ann: StaffUser;
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's "chromium" package (apt-get install -y chromium); ` +
-        '.ci/run does this on CI',
-    );
-  }
   db = await createTestDatabase();
   await db.query(`create schema sales`);
   await db.query(
@@ -80,19 +73,7 @@ beforeAll(async () => {
   });
   engine = await startEngine(db);
   ({ server, base } = await startHttp(db, { engine }));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

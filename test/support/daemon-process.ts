@@ -19,8 +19,13 @@ export interface DaemonProcess {
 }
 
 /** Runs `rulebook <args>` as a real subprocess, collecting its JSON log lines. */
-export function spawnRulebook(args: string[], env: Record<string, string>): DaemonProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+export function spawnRulebook(
+  args: string[],
+  env: Record<string, string>,
+  options: { cli?: string; cwd?: string } = {},
+): DaemonProcess {
+  const child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
+    cwd: options.cwd,
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

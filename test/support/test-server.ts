@@ -61,6 +61,8 @@ export async function startTestServer(): Promise<TestServer> {
     stop: async () => {
       await server.stop();
       fs.rmSync(dir, { recursive: true, force: true });
+      // As root the cluster of this 0700 temporary directory lives under /var/lib/rulebook.
+      fs.rmSync(path.dirname(server.clusterDir), { recursive: true, force: true });
     },
   };
 }
