@@ -14,6 +14,7 @@ import { loadConfig, ConfigError } from './config.js';
 import { openDatabase } from './db/database.js';
 import { describeError } from './describe-error.js';
 import { runPsql } from './psql.js';
+import { parsePsqlCommands, runPsqlCommands } from './psql-fallback.js';
 import { migrateDatabase } from './db/migrate.js';
 import { startDaemon } from './daemon.js';
 import { runDemo } from './demo/demo-command.js';
@@ -42,12 +43,10 @@ Usage:
   rulebook token revoke <token id | token>
                             revoke a token at once
   rulebook db url           print the database URL, with its password, for any PostgreSQL client
-  rulebook psql [args]      run psql on the database (args go to psql, e.g. -c 'select 1'); needs
-                            the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client)
-  rulebook demo [--drop | --sql]
-                            load a small shop (demo_sales, demo_inventory), five example rules and a
-                            staff user with a token, and print what to try; --drop removes it all,
-                            --sql prints the demo's SQL
+  rulebook psql [args]      run psql on the database (args go to psql, e.g. -c 'select 1'); without
+                            the PostgreSQL client installed, -c statements (with -t, -A, -q) still
+                            run through rulebook's own client; interactive psql needs the client
+                            (Debian/Ubuntu: apt-get install postgresql-client)
   rulebook --help           show this help
 
   Every command uses the embedded PostgreSQL that \`rulebook start\` runs, when it runs; otherwise
@@ -135,8 +134,13 @@ async function psqlCommand(args: string[]): Promise<void> {
   try {
     const result = await runPsql(database.url, args);
     if (result === 'not installed') {
+      const commands = parsePsqlCommands(args);
+      if (commands) {
+        process.exitCode = await runPsqlCommands(database.url, commands, process.stdout, process.stderr);
+        return;
+      }
       throw new ExitError(
-        'psql is not installed: install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client; ' +
+        'psql is not installed, and only -c statements run without it: install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client; ' +
           'macOS: brew install libpq), or connect any PostgreSQL client to the URL that `rulebook db url` prints',
         127,
       );
