@@ -174,7 +174,7 @@ async function startCommand(args: string[]): Promise<void> {
   // Listen for signals before starting, so that one arriving during start-up stops cleanly too.
   let stopRequested: (signal: string) => void = () => {};
   const signalled = new Promise<string>((resolve) => (stopRequested = resolve));
-  // A signal while start-up waits for the database ends the wait (engineer E).
+  // A signal while start-up waits for the database ends the wait.
   const startUp = new AbortController();
   const onSignal = (name: string) => {
     startUp.abort();

@@ -5,12 +5,10 @@ import { AllowListError, WebhookAllowList } from './delivery/destination-guard.j
 export interface Config {
   /** A user's DATABASE_URL always wins; without one rulebook runs an embedded PostgreSQL. */
   readonly databaseUrl: string | undefined;
-  // --- engineer E (issue 9): start-up ---
   /** RULEBOOK_DB_WAIT_SECONDS: how long `start` waits for DATABASE_URL's server to come up. */
   readonly databaseWaitSeconds: number;
   /** RULEBOOK_SSE_MAX_STREAMS and RULEBOOK_SSE_MAX_STREAMS_PER_USER: caps on open alert streams. */
   readonly alertStreams: { readonly maxStreams: number; readonly maxStreamsPerUser: number };
-  // --- end engineer E ---
   /** Where the embedded PostgreSQL keeps its data. */
   readonly dataDir: string;
   /** As root: where the embedded PostgreSQL's binaries and clusters go that its account cannot reach elsewhere. */
@@ -37,19 +35,15 @@ export interface Config {
     readonly pushProviderUrl: string | undefined;
     /** Signs webhooks without a secret of their own, and SMS and push provider requests. */
     readonly webhookSecret: string | undefined;
-    // --- engineer E (issue 9): outbound safety ---
     /** RULEBOOK_WEBHOOK_ALLOW: non-public webhook destinations allowed anyway (see destination-guard.ts). */
     readonly webhookAllow: readonly string[];
-    // --- end engineer E ---
     readonly maxAttempts: number;
     readonly pollIntervalMs: number;
   };
-  // --- health (issue 9) ---
   readonly health: {
     /** RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS: /healthz is 503 once the oldest pending event is older. */
     readonly maxPendingAgeSeconds: number;
   };
-  // --- end health ---
   /** Scheduled rules run in every daemon; their rule changes are checked at engine.pollIntervalMs. */
   readonly scheduler: {
     /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
@@ -107,7 +101,6 @@ function parseFrom(name: string, value: string | undefined, fallback: string): s
   return text;
 }
 
-// --- engineer E (issue 9): outbound safety ---
 function parseWebhookAllow(value: string | undefined): readonly string[] {
   try {
     return new WebhookAllowList(value).entries;
@@ -127,7 +120,6 @@ function parseWaitSeconds(value: string | undefined): number {
   }
   return seconds;
 }
-// --- end engineer E ---
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -176,7 +168,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       maxAttempts: parsePositiveInt('DELIVERY_MAX_ATTEMPTS', env.DELIVERY_MAX_ATTEMPTS, 5),
       pollIntervalMs: parsePositiveInt('DELIVERY_POLL_INTERVAL_MS', env.DELIVERY_POLL_INTERVAL_MS, 1000),
     }),
-    // --- health (issue 9) ---
     health: Object.freeze({
       maxPendingAgeSeconds: parsePositiveInt(
         'RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS',
@@ -184,7 +175,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
         300,
       ),
     }),
-    // --- end health ---
     scheduler: Object.freeze({
       maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
     }),
