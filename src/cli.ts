@@ -47,6 +47,10 @@ Usage:
                             the PostgreSQL client installed, -c statements (with -t, -A, -q) still
                             run through rulebook's own client; interactive psql needs the client
                             (Debian/Ubuntu: apt-get install postgresql-client)
+  rulebook demo [--drop | --sql]
+                            load a small shop (demo_sales, demo_inventory), five example rules and a
+                            staff user with a token, and print what to try; --drop removes it all,
+                            --sql prints the demo's SQL
   rulebook --help           show this help
 
   Every command uses the embedded PostgreSQL that \`rulebook start\` runs, when it runs; otherwise

@@ -88,11 +88,14 @@ beforeAll(() => {
 });
 
 describe('rulebook --help', () => {
-  it('prints the usage, listing migrate', async () => {
+  it('prints the usage, listing every command', async () => {
     const result = await run(['--help'], undefined);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Usage:/m);
-    expect(result.stdout).toMatch(/^\s+rulebook migrate\s/m);
+    const commands = ['start', 'migrate', 'events retry', 'role add', 'user add', 'token create'];
+    for (const command of [...commands, 'token list', 'token revoke', 'db url', 'psql', 'demo']) {
+      expect(result.stdout).toMatch(new RegExp(`^\\s+rulebook ${command}\\s`, 'm'));
+    }
     expect(result.stdout).toContain('DATABASE_URL');
     expect(result.stderr).toBe('');
   });
