@@ -2,24 +2,18 @@ import { spawn } from 'node:child_process';
 
 /**
  * Runs psql on `url` with the user's arguments and the terminal, resolving to psql's exit code.
- * The connection goes through libpq's environment variables, so the password does not show in
- * `ps`; a URL with query parameters (sslmode, ...) is passed whole instead.
+ * The URL goes to psql without its password, which travels in PGPASSWORD instead, so that it does
+ * not show in `ps`; the rest of the URL (host, port, query parameters such as sslmode) is libpq's
+ * to read, as it is written.
  */
 export function runPsql(url: string, args: readonly string[]): Promise<number | 'not installed'> {
   const parsed = new URL(url);
-  const connection =
-    parsed.search === ''
-      ? {
-          env: {
-            PGHOST: parsed.hostname,
-            PGPORT: parsed.port || '5432',
-            PGUSER: decodeURIComponent(parsed.username),
-            PGPASSWORD: decodeURIComponent(parsed.password),
-            PGDATABASE: decodeURIComponent(parsed.pathname.slice(1)),
-          },
-          args: [],
-        }
-      : { env: {}, args: [`--dbname=${url}`] };
+  const password = decodeURIComponent(parsed.password);
+  parsed.password = '';
+  const connection = {
+    env: password === '' ? {} : { PGPASSWORD: password },
+    args: [`--dbname=${parsed.toString()}`],
+  };
   // Ctrl-C belongs to psql (it cancels the running query); this process waits for psql to end.
   const ignore = () => {};
   process.on('SIGINT', ignore);

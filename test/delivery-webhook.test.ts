@@ -292,6 +292,15 @@ describe('webhook', () => {
       url: `${receiver.url}/x`,
       headers: { 'Idempotency-Key': 'mine' },
     });
+    const framing = await webhookRule('INV-8', {
+      url: `${receiver.url}/x`,
+      headers: { 'Transfer-Encoding': 'chunked' },
+    });
+    // A row value a header cannot carry fails the action once, instead of every delivery attempt.
+    const unsendable = await webhookRule('INV-8', {
+      url: `${receiver.url}/x`,
+      headers: { 'X-Tenant': '{{number}} €' },
+    });
     await invoice('INV-8');
     const execution = (ruleId: string) =>
       waitFor('the execution', async () => {
@@ -309,7 +318,15 @@ describe('webhook', () => {
     expect((await execution(badHeader)).error_message).toContain(
       'webhook: config.headers.Idempotency-Key is set by rulebook and cannot be given',
     );
-    expect(await deliveriesOf(db, badUrl)).toEqual([]);
+    expect((await execution(framing)).error_message).toContain(
+      'webhook: config.headers.Transfer-Encoding is set by rulebook and cannot be given',
+    );
+    expect((await execution(unsendable)).error_message).toContain(
+      'webhook: config.headers.X-Tenant may hold only Latin-1 characters, which is all a header can carry; put other text in the body',
+    );
+    for (const rule of [badUrl, badHeader, framing, unsendable]) {
+      expect(await deliveriesOf(db, rule)).toEqual([]);
+    }
   });
 });
 

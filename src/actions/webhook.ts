@@ -11,7 +11,22 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 const MAX_TIMEOUT_MS = 120_000;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Headers rulebook sets itself on every request. */
-const RESERVED_HEADERS = ['content-type', 'content-length', 'host', 'idempotency-key'];
+// Besides rulebook's own headers, the ones that govern the connection and the body's framing:
+// given by a rule they would contradict the Content-Length that every request carries.
+const RESERVED_HEADERS = [
+  'content-type',
+  'content-length',
+  'host',
+  'idempotency-key',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'proxy-connection',
+];
 
 /** `scheme://host[:port]` followed by the start of a path, query or fragment. */
 const LITERAL_ORIGIN = /^\s*https?:\/\/[^/?#\\{}]+[/?#]/i;
@@ -90,6 +105,12 @@ function headers(context: ActionContext, config: ConfigReader): Record<string, s
     const text = String(value);
     if (/[\r\n\0]/.test(text)) {
       throw new ActionError(`${TYPE}: config.headers.${name} must not contain line breaks`);
+    }
+    // Node refuses to send any other control character or one above U+00FF, on every attempt.
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(text)) {
+      throw new ActionError(
+        `${TYPE}: config.headers.${name} may hold only Latin-1 characters, which is all a header can carry; put other text in the body`,
+      );
     }
     result[name] = text;
   }

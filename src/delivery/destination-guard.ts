@@ -40,6 +40,12 @@ const NON_PUBLIC: readonly (readonly [string, number, 'ipv4' | 'ipv6', string])[
   // IPv4-compatible addresses (deprecated); IPv4-mapped ones (::ffff:a.b.c.d) are checked as IPv4.
   ['::', 96, 'ipv6', 'an IPv4-compatible address'],
   ['100::', 64, 'ipv6', 'a discard-only address'],
+  // Translation and tunnelling prefixes carry an IPv4 address inside: through a NAT64 gateway
+  // 64:ff9b::a00:1 reaches 10.0.0.1. Webhooks have no need of them, so they are refused whole.
+  ['64:ff9b::', 96, 'ipv6', 'a NAT64 address (an IPv4 address inside IPv6)'],
+  ['64:ff9b:1::', 48, 'ipv6', 'a NAT64 address (an IPv4 address inside IPv6)'],
+  ['2002::', 16, 'ipv6', 'a 6to4 address (an IPv4 address inside IPv6)'],
+  ['2001::', 32, 'ipv6', 'a Teredo address (an IPv4 address inside IPv6)'],
   ['2001:db8::', 32, 'ipv6', 'a documentation address'],
   ['fc00::', 7, 'ipv6', 'a private (unique local) address'],
   ['fe80::', 10, 'ipv6', 'a link-local address'],

@@ -284,10 +284,14 @@ describe('the destination guard', () => {
       '::ffff:127.0.0.1': 'a loopback address',
       '::ffff:a9fe:a9fe': 'a link-local address',
       'ff02::1': 'a multicast address',
+      '64:ff9b::a00:1': 'a NAT64 address (an IPv4 address inside IPv6)',
+      '64:ff9b:1::7f00:1': 'a NAT64 address (an IPv4 address inside IPv6)',
+      '2002:7f00:1::1': 'a 6to4 address (an IPv4 address inside IPv6)',
+      '2001:0:4136:e378:8000:63bf:3fff:fdd2': 'a Teredo address (an IPv4 address inside IPv6)',
     };
     for (const [address, reason] of Object.entries(refused))
       expect(nonPublicReason(address), address).toBe(reason);
-    for (const address of ['93.184.216.34', '172.32.0.1', '2606:4700::1111', '8.8.8.8']) {
+    for (const address of ['93.184.216.34', '172.32.0.1', '2606:4700::1111', '2001:4860::8888', '8.8.8.8']) {
       expect(nonPublicReason(address), address).toBeUndefined();
     }
   });
