@@ -2,7 +2,8 @@ import { MAX_JSON_DEPTH, tooDeepMessage } from '../json-depth.js';
 
 type Json = Record<string, unknown>;
 
-function isPlainObject(value: unknown): value is Json {
+/** A JSON object: not null, not an array. */
+export function isPlainObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { compileConditions } from '../conditions/match.js';
 import { inTransaction } from '../db/transaction.js';
 import { tooDeep, tooDeepMessage } from '../json-depth.js';
-import { mergeConfig } from './merge-config.js';
+import { isPlainObject, mergeConfig } from './merge-config.js';
 import type { ActionDefinition, CapturedEvent, EntityDefinition, RuleDefinition } from './types.js';
 
 const LOAD_RULES = `
@@ -58,10 +58,6 @@ export interface RuleLoadProblem {
   readonly actionId?: string;
   readonly actionName?: string;
   readonly message: string;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function describeJson(value: unknown): string {
