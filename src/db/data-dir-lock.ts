@@ -15,28 +15,23 @@ export function processAlive(pid: number): boolean {
 }
 
 const LOCK_TIMEOUT_MS = 60_000;
-/** A lock directory without its pid file is a process that died between mkdir and write, or is writing. */
+/** A lock directory without its pid file (older rulebooks) is a process that died between mkdir and write, or is writing. */
 const PIDLESS_LOCK_STALE_MS = 5_000;
 
 /**
  * Runs `work` while holding `<dataDir>/lock`: starting, attaching to and stopping the embedded server
  * are decided under it, so that two rulebook commands never both start (or one stop while the other
- * attaches). mkdir is atomic; a lock whose process is gone is taken over.
+ * attaches). The lock appears by renaming a directory that already holds the pid, which is atomic and
+ * never shows a lock without its owner; a lock whose process is gone is taken over.
  */
 export async function withDataDirLock<T>(dataDir: string, work: () => Promise<T>): Promise<T> {
   const lock = path.join(dataDir, 'lock');
   const started = Date.now();
   for (;;) {
-    try {
-      fs.mkdirSync(lock);
-      fs.writeFileSync(path.join(lock, 'pid'), String(process.pid));
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    if (acquire(lock)) break;
     const holder = lockHolder(lock);
-    if (holder === 'stale') {
-      fs.rmSync(lock, { recursive: true, force: true });
+    if (typeof holder === 'object') {
+      takeOver(lock, holder);
       continue;
     }
     if (Date.now() - started > LOCK_TIMEOUT_MS) {
@@ -50,20 +45,74 @@ export async function withDataDirLock<T>(dataDir: string, work: () => Promise<T>
   try {
     return await work();
   } finally {
-    fs.rmSync(lock, { recursive: true, force: true });
+    // Only our own: had the lock been taken from us as stale, removing it would free another's.
+    if (lockPid(lock) === process.pid) fs.rmSync(lock, { recursive: true, force: true });
   }
 }
 
-function lockHolder(lock: string): number | 'stale' | 'unknown' {
+function acquire(lock: string): boolean {
+  const fresh = fs.mkdtempSync(`${lock}.new-`);
+  try {
+    fs.writeFileSync(path.join(fresh, 'pid'), String(process.pid));
+    // Fails when the lock exists: it is never empty, so rename cannot replace it.
+    fs.renameSync(fresh, lock);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw error;
+    return false;
+  } finally {
+    fs.rmSync(fresh, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Moves the stale lock aside, atomically, so that of two processes taking it over only one moves it;
+ * the other then moves whatever lock replaced it meanwhile, finds that it is not the stale one, and
+ * puts it back.
+ */
+function takeOver(lock: string, seen: Stale): void {
+  const aside = `${lock}.stale-${crypto.randomBytes(4).toString('hex')}`;
+  try {
+    fs.renameSync(lock, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  const moved = lockPid(aside);
+  if (moved !== seen.pid) {
+    try {
+      fs.renameSync(aside, lock);
+      return;
+    } catch {
+      // a third process took the free lock meanwhile; the one moved aside is lost either way
+    }
+  }
+  fs.rmSync(aside, { recursive: true, force: true });
+}
+
+/** A lock to take over: the dead pid it names, undefined when it names none. */
+interface Stale {
+  readonly pid: number | undefined;
+}
+
+function lockPid(lock: string): number | undefined {
   try {
     const pid = Number(fs.readFileSync(path.join(lock, 'pid'), 'utf8'));
-    return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : 'stale';
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
-    try {
-      return Date.now() - fs.statSync(lock).mtimeMs > PIDLESS_LOCK_STALE_MS ? 'stale' : 'unknown';
-    } catch {
-      return 'unknown';
-    }
+    return undefined;
+  }
+}
+
+function lockHolder(lock: string): number | Stale | 'unknown' {
+  const pid = lockPid(lock);
+  if (pid !== undefined) return processAlive(pid) ? pid : { pid };
+  try {
+    // Without a pid: left by an older rulebook that died between mkdir and writing it, or is writing it.
+    return Date.now() - fs.statSync(lock).mtimeMs > PIDLESS_LOCK_STALE_MS ? { pid: undefined } : 'unknown';
+  } catch {
+    return 'unknown';
   }
 }
 
