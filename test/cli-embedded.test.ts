@@ -26,6 +26,13 @@ function temporaryDir(prefix: string): string {
   return dir;
 }
 
+/** A system directory as an administrator would set up: enterable by the server's account (rulebook chmods only what it creates). */
+function systemDirectory(): string {
+  const dir = temporaryDir('rulebook-system-');
+  fs.chmodSync(dir, 0o755);
+  return dir;
+}
+
 async function rulebook(
   args: string[],
   env: Record<string, string>,
@@ -90,7 +97,7 @@ describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
     // daemon's, it would show in `db url` and the data would not be the daemon's.
     env = {
       RULEBOOK_DATA_DIR: dataDir,
-      RULEBOOK_SYSTEM_DIR: temporaryDir('rulebook-system-'),
+      RULEBOOK_SYSTEM_DIR: systemDirectory(),
       RULEBOOK_EMBEDDED_PG_PORT: String(await freePort()),
     };
     daemon = await startDaemon({ ...env, RULEBOOK_EMBEDDED_PG_PORT: String(pgPort) });
@@ -188,6 +195,8 @@ describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
     const reset = await rulebook(['psql', '-c', `alter role rulebook password 'rulebook'`], env);
     expect(reset.code, reset.output).toBe(0);
     fs.rmSync(passwordFile);
+    // Such a cluster had no copy of its password beside it either (as root, beside a relocated one).
+    fs.rmSync(path.join(path.dirname(clusterOf(dataDir)), 'password'), { force: true });
 
     const url = await rulebook(['db', 'url'], env);
     expect(url.code, url.output).toBe(0);
@@ -212,7 +221,7 @@ describe('a clone in a directory that only its owner can enter', () => {
     for (const entry of ['package.json', 'dist', 'sql', 'node_modules']) {
       execFileSync('cp', ['-al', path.join(root, entry), path.join(clone, entry)]);
     }
-    const systemDir = temporaryDir('rulebook-system-');
+    const systemDir = systemDirectory();
     const cli = path.join(clone, 'dist/src/cli.js');
     const env = {
       RULEBOOK_DATA_DIR: '',
@@ -262,7 +271,7 @@ describe('when the embedded server cannot start', () => {
       const port = (taken.address() as net.AddressInfo).port;
       const result = await rulebook(['role', 'add', 'ops'], {
         RULEBOOK_DATA_DIR: path.join(temporaryDir('rulebook-port-taken-'), 'data'),
-        RULEBOOK_SYSTEM_DIR: temporaryDir('rulebook-system-'),
+        RULEBOOK_SYSTEM_DIR: systemDirectory(),
         RULEBOOK_EMBEDDED_PG_PORT: String(port),
       });
       expect(result.code).toBe(1);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
@@ -58,6 +59,11 @@ interface Layout {
   readonly logFile: string;
   /** Set when the cluster is not under dataDir: this file in dataDir says where it is. */
   readonly pointerFile: string | undefined;
+  /**
+   * Beside a cluster that is not under dataDir, root's copy of the password: deleting dataDir (git
+   * clean -fdx) must not leave a cluster that nobody can log in to.
+   */
+  readonly passwordCopy: string | undefined;
 }
 
 /**
@@ -78,7 +84,8 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
         `the cluster is in ${layout.clusterDir}, since the "${account?.name}" account PostgreSQL runs as cannot enter ${dataDir} (${layout.pointerFile} says so too)`,
       );
     }
-    const password = readOrCreatePassword(layout.passwordFile);
+    // Undefined for a cluster whose password is lost, or one from before passwords were generated.
+    let password = readPassword(layout);
     let server: { pid: number; port: number };
     const running = runningServer(layout.clusterDir);
     if (running) {
@@ -89,15 +96,18 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
         log(`the PostgreSQL binaries run from ${binaries}, a copy the "${account?.name}" account can reach`);
       }
       if (!fs.existsSync(path.join(layout.clusterDir, 'PG_VERSION'))) {
+        password ??= crypto.randomBytes(24).toString('base64url');
         await createCluster(binaries, layout, account, password, systemDir);
       }
+      removeStalePidFile(layout.clusterDir, log);
       const pid = await spawnServer(binaries, layout, account, options.port, options.settings ?? {});
       server = { pid, port: options.port };
     }
     const { port } = server;
     try {
-      await waitUntilAnswering(port, server.pid, layout);
-      await settlePassword(port, password, layout);
+      await waitUntilAnswering(port, server.pid, layout, password ?? LEGACY_PASSWORD);
+      password = await settlePassword(port, password, layout);
+      savePassword(layout, password);
     } catch (error) {
       // A server started here that nobody can use would otherwise hold the port and the data directory.
       if (!running) await stopProcess(server.pid).catch(() => {});
@@ -128,8 +138,55 @@ export function runningServer(clusterDir: string): { pid: number; port: number }
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || !processAlive(pid)) return undefined;
-  return { pid, port };
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port)) return undefined;
+  return isPostmasterOf(pid, lines[1] ?? '', clusterDir) ? { pid, port } : undefined;
+}
+
+/**
+ * Whether `pid` is a postgres serving `clusterDir`. After an unclean stop postmaster.pid stays, and
+ * its pid may since belong to another process: that one must be neither waited for nor signalled.
+ */
+function isPostmasterOf(pid: number, pidFileDataDir: string, clusterDir: string): boolean {
+  if (!processAlive(pid) || !sameDir(pidFileDataDir, clusterDir)) return false;
+  let argv: string[];
+  try {
+    argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    // Without /proc (macOS) the pid is all there is to go by; with it, the process just ended.
+    return !fs.existsSync('/proc/self') && processAlive(pid);
+  }
+  const dataDirArg = argv.indexOf('-D');
+  return (
+    path.basename(argv[0] ?? '') === 'postgres' &&
+    dataDirArg > 0 &&
+    sameDir(argv[dataDirArg + 1] ?? '', clusterDir)
+  );
+}
+
+function sameDir(a: string, b: string): boolean {
+  if (a === '') return false;
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b);
+  } catch {
+    return path.resolve(a) === path.resolve(b);
+  }
+}
+
+/**
+ * PostgreSQL itself refuses to start while the pid in postmaster.pid runs as its own account, even
+ * when that is no postgres. Safe to remove once runningServer said no: the shared memory block
+ * still stops a start beside backends of a postmaster that died.
+ */
+function removeStalePidFile(clusterDir: string, log: (message: string) => void): void {
+  const file = path.join(clusterDir, 'postmaster.pid');
+  let pid: string | undefined;
+  try {
+    pid = fs.readFileSync(file, 'utf8').split('\n')[0];
+  } catch {
+    return;
+  }
+  fs.rmSync(file, { force: true });
+  log(`removed ${file} left by an unclean stop (pid ${pid} is no postgres of this cluster)`);
 }
 
 function prepareDataDir(dir: string, account: ServerAccount | undefined): string {
@@ -155,11 +212,26 @@ function clusterLayout(dataDir: string, account: ServerAccount | undefined, syst
   };
   const inPlace = path.join(dataDir, 'pgdata');
   const pointerFile = path.join(dataDir, 'cluster-location');
+  const clusters = path.join(path.resolve(systemDir), 'clusters');
+  const relocated = (clusterDir: string) => ({
+    ...files,
+    clusterDir,
+    pointerFile,
+    passwordCopy: path.join(path.dirname(clusterDir), 'password'),
+  });
   if (fs.existsSync(pointerFile)) {
-    return { ...files, clusterDir: fs.readFileSync(pointerFile, 'utf8').trim(), pointerFile };
+    const named = fs.readFileSync(pointerFile, 'utf8').trim();
+    const clusterDir = path.resolve(named);
+    // Only a directory this code made: a cluster without PG_VERSION is deleted and made anew.
+    if (path.dirname(path.dirname(clusterDir)) !== clusters || path.basename(clusterDir) !== 'pgdata') {
+      throw new EmbeddedServerError(
+        `${pointerFile} names "${named}" as the cluster, which is not ${path.join(clusters, '<name>', 'pgdata')}; set RULEBOOK_SYSTEM_DIR to the directory the cluster was made under, or delete that file to make a new cluster`,
+      );
+    }
+    return relocated(clusterDir);
   }
   if (!account || canEnter(account, dataDir))
-    return { ...files, clusterDir: inPlace, pointerFile: undefined };
+    return { ...files, clusterDir: inPlace, pointerFile: undefined, passwordCopy: undefined };
   if (fs.existsSync(path.join(inPlace, 'PG_VERSION'))) {
     throw new EmbeddedServerError(
       `its cluster ${inPlace} is in a directory the "${account.name}" account cannot enter; let it (chmod o+x on ${dataDir} and the directories above) or move the data directory`,
@@ -171,22 +243,41 @@ function clusterLayout(dataDir: string, account: ServerAccount | undefined, syst
     path.basename(dataDir) === '.rulebook' ? path.basename(path.dirname(dataDir)) : path.basename(dataDir);
   const hash = crypto.createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
   const id = `${name.replace(/^\.+/, '').replace(/[^\w.-]/g, '_') || 'rulebook'}-${hash}`;
-  const clusterDir = path.join(systemDir, 'clusters', id, 'pgdata');
+  const clusterDir = path.join(clusters, id, 'pgdata');
   fs.writeFileSync(pointerFile, `${clusterDir}\n`);
-  return { ...files, clusterDir, pointerFile };
+  return relocated(clusterDir);
 }
 
-function readOrCreatePassword(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trim();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new EmbeddedServerError(`its password file ${file} cannot be read (${firstLine(error)})`);
+/** The data directory's password file, else root's copy beside the cluster. */
+function readPassword(layout: Layout): string | undefined {
+  for (const file of [layout.passwordFile, layout.passwordCopy]) {
+    if (file === undefined) continue;
+    try {
+      const password = fs.readFileSync(file, 'utf8').trim();
+      if (password !== '') return password;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new EmbeddedServerError(`its password file ${file} cannot be read (${firstLine(error)})`);
+      }
     }
   }
-  const password = crypto.randomBytes(24).toString('base64url');
-  fs.writeFileSync(file, `${password}\n`, { mode: 0o600, flag: 'wx' });
-  return password;
+  return undefined;
+}
+
+/** Into the password file and root's copy, each 0600, where they lack it. */
+function savePassword(layout: Layout, password: string): void {
+  for (const file of [layout.passwordFile, layout.passwordCopy]) {
+    if (file === undefined) continue;
+    try {
+      if (fs.readFileSync(file, 'utf8').trim() === password) continue;
+    } catch {
+      // missing: written below
+    }
+    // Renamed into place: a crash must not leave half a password in place of the whole one.
+    const temporary = `${file}.new-${crypto.randomBytes(4).toString('hex')}`;
+    fs.writeFileSync(temporary, `${password}\n`, { mode: 0o600 });
+    fs.renameSync(temporary, file);
+  }
 }
 
 /** initdb runs as the server's account too; it cannot read root's temporary directory, hence the password file beside the cluster. */
@@ -199,8 +290,9 @@ async function createCluster(
 ): Promise<void> {
   const parent = path.dirname(layout.clusterDir);
   if (layout.pointerFile && account) makeEnterable(account, systemDir, parent);
-  // A cluster without PG_VERSION is what a failed initdb left behind.
-  fs.rmSync(layout.clusterDir, { recursive: true, force: true });
+  removeFailedInitdb(layout.clusterDir, account);
+  // Before initdb: a crash after it must not leave a cluster whose password nobody has.
+  savePassword(layout, password);
   fs.mkdirSync(layout.clusterDir, { mode: 0o700 });
   const passwordFile = path.join(parent, `.initdb-password-${crypto.randomBytes(4).toString('hex')}`);
   fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
@@ -229,6 +321,24 @@ async function createCluster(
   } finally {
     fs.rmSync(passwordFile, { force: true });
   }
+}
+
+/** A cluster directory without PG_VERSION is what a failed initdb leaves: empty, or the server account's. Anything else is not ours to delete. */
+function removeFailedInitdb(clusterDir: string, account: ServerAccount | undefined): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(clusterDir);
+  } catch {
+    return;
+  }
+  const serverUid = account?.uid ?? process.getuid?.();
+  const empty = stat.isDirectory() && fs.readdirSync(clusterDir).length === 0;
+  if (!empty && !(stat.isDirectory() && stat.uid === serverUid)) {
+    throw new EmbeddedServerError(
+      `${clusterDir} is no cluster (no PG_VERSION) and not what a failed initdb leaves (a directory of the "${account?.name ?? os.userInfo().username}" account); move it away or delete it`,
+    );
+  }
+  fs.rmSync(clusterDir, { recursive: true, force: true });
 }
 
 /** C.UTF-8 sorts like C but knows upper and lower case beyond ASCII; glibc has shipped it since 2.35. */
@@ -341,8 +451,16 @@ function explainExit(
   return `postgres exited (${code ?? signal}): ${quoted.join('; ') || lines.at(-1)?.trim()}${hint} (log: ${logFile})`;
 }
 
-/** Until a connection is accepted; an authentication failure also means that the server is up. */
-async function waitUntilAnswering(port: number, pid: number, layout: Layout): Promise<void> {
+/**
+ * Until a connection is accepted. With the password the cluster should have, so that a start logs no
+ * authentication failure; one (a cluster on an older password) also means that the server is up.
+ */
+async function waitUntilAnswering(
+  port: number,
+  pid: number,
+  layout: Layout,
+  password: string,
+): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   let last = '';
   while (Date.now() < deadline) {
@@ -353,7 +471,14 @@ async function waitUntilAnswering(port: number, pid: number, layout: Layout): Pr
         lastFailure.get(pid) ?? `postgres (pid ${pid}) stopped; see ${layout.logFile}`,
       );
     }
-    const client = serverClient(port, '-');
+    // A connection while it starts up is refused with a FATAL line in the log; PostgreSQL says in
+    // postmaster.pid when it is ready.
+    if (!postmasterReady(layout.clusterDir)) {
+      last = 'starting up';
+      await delay(50);
+      continue;
+    }
+    const client = serverClient(port, password);
     try {
       await client.connect();
       await client.end();
@@ -373,6 +498,17 @@ async function waitUntilAnswering(port: number, pid: number, layout: Layout): Pr
   );
 }
 
+/** Line 8 of postmaster.pid: "starting", "ready", "stopping"; older servers write no such line. */
+function postmasterReady(clusterDir: string): boolean {
+  let status: string | undefined;
+  try {
+    status = fs.readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n')[7];
+  } catch {
+    return false;
+  }
+  return status === undefined || status.trim() === '' || status.trim() === 'ready';
+}
+
 function serverClient(port: number, password: string): pg.Client {
   return new pg.Client({
     host: '127.0.0.1',
@@ -384,33 +520,46 @@ function serverClient(port: number, password: string): pg.Client {
   });
 }
 
-/** Switches a cluster still on the old fixed password to the data directory's own. */
-async function settlePassword(port: number, password: string, layout: Layout): Promise<void> {
+/**
+ * The password that logs in: the one known, else (a cluster from before passwords were generated) a
+ * new one that replaces the old fixed one.
+ */
+async function settlePassword(port: number, known: string | undefined, layout: Layout): Promise<string> {
   const connect = async (secret: string) => {
     const client = serverClient(port, secret);
     await client.connect();
     return client;
   };
+  if (known !== undefined) {
+    try {
+      await (await connect(known)).end();
+      return known;
+    } catch (error) {
+      if (sqlState(error) !== INVALID_PASSWORD) throw error;
+    }
+  }
   let client: pg.Client;
   try {
-    client = await connect(password);
+    client = await connect(LEGACY_PASSWORD);
   } catch (error) {
     if (sqlState(error) !== INVALID_PASSWORD) throw error;
-    try {
-      client = await connect(LEGACY_PASSWORD);
-    } catch {
+    if (known !== undefined) {
       throw new EmbeddedServerError(
         `the password in ${layout.passwordFile} is not the one of the cluster in ${layout.clusterDir}; put the right one in that file`,
       );
     }
-    try {
-      await client.query(`alter role ${USER} password ${client.escapeLiteral(password)}`);
-    } finally {
-      await client.end();
-    }
-    return;
+    const lost = [layout.passwordFile, layout.passwordCopy].filter((file) => file !== undefined);
+    throw new EmbeddedServerError(
+      `the cluster in ${layout.clusterDir} exists but its password is lost (no ${lost.join(' nor ')}); put its password in ${layout.passwordFile}, or delete ${layout.clusterDir} to start over with an empty database`,
+    );
   }
-  await client.end();
+  const password = known ?? crypto.randomBytes(24).toString('base64url');
+  try {
+    await client.query(`alter role ${USER} password ${client.escapeLiteral(password)}`);
+  } finally {
+    await client.end();
+  }
+  return password;
 }
 
 async function stopServer(clusterDir: string): Promise<void> {

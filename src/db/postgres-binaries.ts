@@ -148,19 +148,31 @@ function copyReadable(account: ServerAccount, from: string, to: string, systemDi
   }
 }
 
-/** Creates `dir`, a directory under systemDir, and those between, root-owned and enterable by every account. */
+/**
+ * Creates `dir`, a directory under systemDir, and those above it that are missing, root-owned and
+ * enterable by every account. Directories that existed are left as they are: RULEBOOK_SYSTEM_DIR=/tmp
+ * must keep its sticky bit.
+ */
 export function makeEnterable(account: ServerAccount, systemDir: string, dir: string): void {
-  let each = systemDir;
-  for (const part of ['', ...path.relative(systemDir, dir).split(path.sep).filter(Boolean)]) {
-    each = path.join(each, part);
-    fs.mkdirSync(each, { recursive: true });
-    fs.chmodSync(each, 0o755);
-  }
+  createEnterable(path.resolve(dir));
   if (!canEnter(account, dir)) {
     throw new EmbeddedServerError(
       `the "${account.name}" account cannot enter ${dir}: RULEBOOK_SYSTEM_DIR (${systemDir}) must lie in directories every account may enter`,
     );
   }
+}
+
+function createEnterable(dir: string): void {
+  if (fs.existsSync(dir)) return;
+  createEnterable(path.dirname(dir));
+  try {
+    fs.mkdirSync(dir);
+  } catch (error) {
+    // Another process created it meanwhile: then it is that one's to set up.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw error;
+  }
+  fs.chmodSync(dir, 0o755);
 }
 
 export function firstLine(error: unknown): string {
