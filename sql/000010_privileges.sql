@@ -14,6 +14,8 @@ do $$
 declare
   v_role text;
   v_missing text[] := '{}';
+  v_pg16 boolean;
+  v_member boolean;
 begin
   foreach v_role in array array['rulebook_admin', 'rulebook_daemon', 'rulebook_capture', 'rulebook_outbox_reader'] loop
     if not exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
@@ -34,29 +36,38 @@ begin
   end if;
   -- Changing a function's owner to rulebook_capture needs membership in it unless one is a
   -- superuser. The membership gives the installing role nothing it did not have: it owns workflow.
-  if not (select rolsuper from pg_catalog.pg_roles where rolname = current_user)
-     and not pg_catalog.pg_has_role(current_user, 'rulebook_capture', 'MEMBER') then
-    begin
-      execute format('grant rulebook_capture to %I', current_user);
-    exception when insufficient_privilege then
-      raise exception 'rulebook migration 000010: % must be a member of rulebook_capture to give it the capture functions', current_user
-        using errcode = 'insufficient_privilege',
-              hint = format('Have a role with CREATEROLE run: grant rulebook_capture to %I; then migrate again.', current_user);
-    end;
-  end if;
   -- A non-superuser that installs rulebook is most often also the role `rulebook start` runs as
   -- (one DATABASE_URL for both): it owns workflow already, so making it a member of the daemon and
   -- admin roles gives it nothing new, and the daemon's own writes then carry their chain depth.
   -- Where it may not grant them, it is told so when the daemon starts (src/engine/daemon-role.ts).
+  -- From PostgreSQL 16 on, a role with CREATEROLE that creates a role gets only ADMIN on it:
+  -- pg_has_role(.., 'MEMBER') is then true, but ALTER ... OWNER TO needs SET and using the role's
+  -- grants needs INHERIT, so there the test is SET and the grant names both (through EXECUTE:
+  -- PostgreSQL 15 does not parse WITH SET). The branch is tested by hand only: CI runs PostgreSQL 15.
   if not (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
-    foreach v_role in array array['rulebook_daemon', 'rulebook_admin'] loop
-      if not pg_catalog.pg_has_role(current_user, v_role, 'MEMBER') then
-        begin
-          execute format('grant %I to %I', v_role, current_user);
-        exception when insufficient_privilege then
-          raise notice 'rulebook: % may not join %; grant it to the role the daemon runs as (docs/privileges.md)', current_user, v_role;
-        end;
+    v_pg16 := current_setting('server_version_num')::int >= 160000;
+    foreach v_role in array array['rulebook_capture', 'rulebook_daemon', 'rulebook_admin'] loop
+      if v_pg16 then
+        execute 'select pg_catalog.pg_has_role(current_user, $1, ''SET'') and pg_catalog.pg_has_role(current_user, $1, ''USAGE'')'
+          into v_member using v_role;
+      else
+        v_member := pg_catalog.pg_has_role(current_user, v_role, 'MEMBER');
       end if;
+      continue when v_member;
+      begin
+        if v_pg16 then
+          execute format('grant %I to %I with set true, inherit true', v_role, current_user);
+        else
+          execute format('grant %I to %I', v_role, current_user);
+        end if;
+      exception when insufficient_privilege then
+        if v_role = 'rulebook_capture' then
+          raise exception 'rulebook migration 000010: % must be a member of rulebook_capture to give it the capture functions', current_user
+            using errcode = 'insufficient_privilege',
+                  hint = format('Have a role with CREATEROLE run: grant rulebook_capture to %I; then migrate again.', current_user);
+        end if;
+        raise notice 'rulebook: % may not join %; grant it to the role the daemon runs as (docs/privileges.md)', current_user, v_role;
+      end;
     end loop;
   end if;
 end
@@ -144,10 +155,11 @@ $$;
 -- The capture function, now owned by rulebook_capture (see 000004_capture.sql for why it looks as it
 -- does; the cost notes there hold). Two additions, both cheap:
 -- - It refuses to run for any table but its own, so that a role that may create a trigger cannot
---   forge another table's events with it. The table's OID is compared first (one comparison; the
---   schema and name are computed for each call when read); as a dump and restore changes OIDs, a
---   different OID falls back to comparing schema and name. A renamed table gets its function
---   rewritten by the ALTER TABLE event trigger.
+--   forge another table's events with it. The table's OID is compared first (one comparison). Only
+--   when it differs is the catalog read: a partition of the table (a row trigger on a partitioned
+--   table fires as a clone on the partition that holds the row) is accepted by its partition root,
+--   and, as a dump and restore changes OIDs, a table with the schema and name written in is too. A
+--   renamed table gets its function rewritten by the ALTER TABLE event trigger.
 -- What this migration costs a captured write, measured with CPU time of one session running 15,000
 -- single-row statements in a plpgsql loop, alternating with a database at 000009, 10 to 12 rounds
 -- (on a loaded 2-core machine, so medians): about 2 us more per captured row (insert 20 -> 22 us,
@@ -159,16 +171,26 @@ $$;
 --   as a number from 0 up; anything else counts as 0, so that a writer can neither switch rules off
 --   for its write nor let a rule loop, and a malformed value never fails a write. pg_has_role runs
 --   only when the setting holds a number, which an application's own write never does.
+-- The table's schema and name are chosen by its owner, who may rename it to anything, and the
+-- rename makes the event trigger rewrite this function as workflow's owner. So they reach the
+-- generated code only as quoted literals inside a body that is itself passed as one literal
+-- (format's %L), never spliced into dollar quotes, which a name containing the delimiter would end.
+-- check_function_bodies is on so that generated code is always parsed when it is created.
 create or replace function workflow.write_capture_function(p_entity_id uuid, p_relation regclass) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
+set check_function_bodies = on
 as $fn$
 declare
   v_name text := workflow.capture_function_name(p_entity_id);
   v_schema name;
   v_table name;
+  v_relkind "char";
+  v_is_partition boolean;
+  v_owner name;
   v_new_key text;
   v_old_key text;
+  v_body text;
   v_values text := $v$case when pg_catalog.texteq(pg_catalog.current_setting('workflow.actor_id', true), '') then null
                   else pg_catalog.current_setting('workflow.actor_id', true) end,
              case when pg_catalog.textregexeq(pg_catalog.current_setting('rulebook.depth', true), '^[0-9]{1,9}$')
@@ -176,11 +198,17 @@ declare
                   then pg_catalog.current_setting('rulebook.depth', true)::pg_catalog.int4
                   else 0 end$v$;
 begin
-  perform workflow.check_capture_safety(
-    coalesce((select name from workflow.entities where id = p_entity_id), p_entity_id::text), p_relation);
-  select n.nspname, c.relname into v_schema, v_table
+  select n.nspname, c.relname, c.relkind, c.relispartition, pg_catalog.pg_get_userbyid(c.relowner)
+    into v_schema, v_table, v_relkind, v_is_partition, v_owner
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
    where c.oid = p_relation;
+  if v_is_partition then
+    raise exception 'workflow.entities: % is a partition of %; register the partitioned table, whose capture covers every partition',
+      p_relation, pg_catalog.pg_partition_root(p_relation)
+      using errcode = 'wrong_object_type';
+  end if;
+  perform workflow.check_capture_safety(
+    coalesce((select name from workflow.entities where id = p_entity_id), p_entity_id::text), p_relation);
   select 'pg_catalog.jsonb_build_object(' || string_agg(format('%L, new.%I', a.attname, a.attname), ', ' order by k.ord) || ')',
          'pg_catalog.jsonb_build_object(' || string_agg(format('%L, old.%I', a.attname, a.attname), ', ' order by k.ord) || ')'
     into v_new_key, v_old_key
@@ -194,26 +222,30 @@ begin
             hint = 'rulebook identifies changed rows by their primary key; add one before registering the table.';
   end if;
   -- No SET search_path, and every name schema-qualified: see 000004_capture.sql.
-  execute format($f$
-create or replace function workflow.%I() returns trigger
-language plpgsql security definer
-as $body$
+  v_body := format($t$
 begin
-  if tg_relid operator(pg_catalog.<>) %s::pg_catalog.oid
-     and (tg_table_name operator(pg_catalog.<>) %L::pg_catalog.name
-          or tg_table_schema operator(pg_catalog.<>) %L::pg_catalog.name) then
-    raise exception 'rulebook: capture function workflow.%s belongs to %s and refuses to run for %%.%%', tg_table_schema, tg_table_name
-      using errcode = 'insufficient_privilege';
+  if tg_relid operator(pg_catalog.<>) %1$s::pg_catalog.oid then
+    if not exists (
+         select from pg_catalog.pg_class c
+           join pg_catalog.pg_namespace n on n.oid operator(pg_catalog.=) c.relnamespace
+          where c.oid operator(pg_catalog.=) coalesce(pg_catalog.pg_partition_root(tg_relid)::pg_catalog.oid, tg_relid)
+            and (c.oid operator(pg_catalog.=) %1$s::pg_catalog.oid
+                 or (c.relname operator(pg_catalog.=) %2$L::pg_catalog.name
+                     and n.nspname operator(pg_catalog.=) %3$L::pg_catalog.name))) then
+      raise exception 'rulebook: capture function workflow.%% belongs to %% and refuses to run for %%', %4$L, %5$L,
+        tg_relid::pg_catalog.regclass
+        using errcode = 'insufficient_privilege';
+    end if;
   end if;
   if tg_op operator(pg_catalog.=) 'UPDATE' then
     insert into workflow.events (entity_id, operation, row_key, old_row, new_row, actor_id, depth)
-    values (%L, 'on_update', %s, pg_catalog.to_jsonb(old), pg_catalog.to_jsonb(new), %s);
+    values (%6$L, 'on_update', %7$s, pg_catalog.to_jsonb(old), pg_catalog.to_jsonb(new), %9$s);
   elsif tg_op operator(pg_catalog.=) 'INSERT' then
     insert into workflow.events (entity_id, operation, row_key, new_row, actor_id, depth)
-    values (%L, 'on_create', %s, pg_catalog.to_jsonb(new), %s);
+    values (%6$L, 'on_create', %7$s, pg_catalog.to_jsonb(new), %9$s);
   else
     insert into workflow.events (entity_id, operation, row_key, old_row, actor_id, depth)
-    values (%L, 'on_delete', %s, pg_catalog.to_jsonb(old), %s);
+    values (%6$L, 'on_delete', %8$s, pg_catalog.to_jsonb(old), %9$s);
   end if;
   -- Wake a waiting daemon once per transaction (what workflow.wake_daemons does, inline).
   if pg_catalog.current_setting('rulebook.wake_checked', true) is null
@@ -225,18 +257,22 @@ begin
   end if;
   return null;
 end
-$body$
-$f$,
-    v_name,
-    p_relation::oid, v_table, v_schema, v_name,
-    replace(replace(format('%I.%I', v_schema, v_table), '''', ''''''), '%', '%%'),
-    p_entity_id, v_new_key, v_values,
-    p_entity_id, v_new_key, v_values,
-    p_entity_id, v_old_key, v_values);
+$t$,
+    p_relation::oid, v_table, v_schema, v_name, format('%I.%I', v_schema, v_table),
+    p_entity_id, v_new_key, v_old_key, v_values);
+  execute format('create or replace function workflow.%I() returns trigger language plpgsql security definer as %L',
+                 v_name, v_body);
   -- EXECUTE is checked when a trigger is created, not when it fires: rulebook_admin registers
   -- tables (install_capture runs as the caller, whose TRIGGER privilege on the table is the gate).
   execute format('revoke all on function workflow.%I() from public', v_name);
   execute format('grant execute on function workflow.%I() to rulebook_admin', v_name);
+  -- CREATE TABLE ... PARTITION OF and ATTACH PARTITION clone the table's triggers onto the
+  -- partition, checking EXECUTE on their function as the role running the DDL: the table's owner.
+  -- The function refuses to run outside the table's partition tree, so the grant lets the owner
+  -- forge nothing it could not write into the table anyway.
+  if v_relkind = 'p' then
+    execute format('grant execute on function workflow.%I() to %I', v_name, v_owner);
+  end if;
   -- A non-superuser may give an object only to a role that may create in its schema. CREATE on
   -- workflow would let code running as rulebook_capture add functions there, so it holds for
   -- this statement only (and nobody else sees it: the transaction has not committed).
@@ -258,6 +294,7 @@ $fn$;
 create or replace function workflow.refresh_capture(p_entity_id uuid) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
+set check_function_bodies = on
 as $$
 declare
   v_entity workflow.entities;
@@ -416,34 +453,10 @@ begin
 end
 $$;
 
--- The event trigger runs for every ALTER TABLE in the database, as whoever issues it. A table
--- without rulebook's capture trigger returns after one catalog lookup by index (pg_trigger's
--- (tgrelid, tgname)), without reading workflow, which the issuer usually may not. A registered
--- table is refreshed by the SECURITY DEFINER functions above. The entity is found from the capture
--- function the trigger calls, so a renamed table is still found.
-create or replace function workflow.refresh_capture_after_ddl() returns event_trigger
-language plpgsql security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v record;
-begin
-  for v in
-    select distinct c.objid as relation, e.id as entity_id
-      from pg_event_trigger_ddl_commands() c
-      join pg_trigger t on t.tgrelid = c.objid and t.tgname = 'rulebook_capture_insert'
-      join pg_proc p on p.oid = t.tgfoid
-      join workflow.entities e on workflow.capture_function_name(e.id) = p.proname
-     where c.classid = 'pg_class'::regclass
-  loop
-    perform workflow.recapture_after_ddl(v.entity_id, v.relation::regclass);
-  end loop;
-end
-$$;
-
--- A cast or a composite type's new attribute can make an already registered table unsafe to
--- capture. CREATE CAST and ALTER TYPE are rare, so every captured table is checked again.
-create function workflow.check_capture_after_type_ddl() returns event_trigger
+-- Every captured table, checked again for code a capture would run (capture_hazards). Clones of
+-- a partitioned table's trigger on its partitions (tgparentid <> 0) are left out: the partitioned
+-- table is the one registered, and its capture covers them.
+create function workflow.check_all_captures() returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
@@ -455,12 +468,67 @@ begin
       from pg_trigger t
       join pg_proc p on p.oid = t.tgfoid
       join workflow.entities e on workflow.capture_function_name(e.id) = p.proname
-     where t.tgname = 'rulebook_capture_insert' and e.is_active is not false
+     where t.tgname = 'rulebook_capture_insert' and t.tgparentid = 0 and e.is_active is not false
   loop
     if exists (select 1 from workflow.capture_hazards(v.relation::regclass)) then
       perform workflow.recapture_after_ddl(v.entity_id, v.relation::regclass);
     end if;
   end loop;
+end
+$$;
+
+-- The event trigger runs for every ALTER TABLE in the database, as whoever issues it. A table
+-- without rulebook's capture trigger returns after a few catalog lookups by index, without reading
+-- workflow, which the issuer usually may not. A registered table is refreshed by the SECURITY
+-- DEFINER functions above. The entity is found from the capture function the trigger calls, so a
+-- renamed table is still found.
+-- - A partition is refreshed as its partitioned table (pg_partition_root): its triggers are clones
+--   (tgparentid <> 0) that call the partitioned table's capture function, which must stay bound to
+--   the partitioned table.
+-- - A table's row type can be a column type (or inside one) of a registered table, and then a
+--   column added to it is a column capture converts to JSON. Such a table is found by a
+--   dependency on its row type or the row type's array type (pg_depend's index on the referenced
+--   object); then every registered table is checked again, as after CREATE CAST.
+create or replace function workflow.refresh_capture_after_ddl() returns event_trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+begin
+  for v in
+    select distinct r.relation, e.id as entity_id
+      from pg_event_trigger_ddl_commands() c
+     cross join lateral (select c.objid union select pg_partition_root(c.objid::regclass)::oid) r (relation)
+      join pg_trigger t on t.tgrelid = r.relation and t.tgname = 'rulebook_capture_insert' and t.tgparentid = 0
+      join pg_proc p on p.oid = t.tgfoid
+      join workflow.entities e on workflow.capture_function_name(e.id) = p.proname
+     where c.classid = 'pg_class'::regclass
+  loop
+    perform workflow.recapture_after_ddl(v.entity_id, v.relation::regclass);
+  end loop;
+  if exists (
+    select 1
+      from pg_event_trigger_ddl_commands() c
+      join pg_class r on r.oid = c.objid
+      join pg_type rt on rt.oid = r.reltype
+      join pg_depend d on d.refclassid = 'pg_type'::regclass and d.refobjid in (rt.oid, rt.typarray)
+                      and d.deptype = 'n'
+     where c.classid = 'pg_class'::regclass
+  ) then
+    perform workflow.check_all_captures();
+  end if;
+end
+$$;
+
+-- A cast or a composite type's new attribute can make an already registered table unsafe to
+-- capture. CREATE CAST and ALTER TYPE are rare, so every captured table is checked again.
+create function workflow.check_capture_after_type_ddl() returns event_trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform workflow.check_all_captures();
 end
 $$;
 
@@ -530,34 +598,50 @@ $$;
 
 -- Tables registered before this migration get the new capture: filters taking records, the
 -- capture function owned by rulebook_capture, the triggers pointed at both. A table that is unsafe
--- to capture (or whose capture cannot be installed) has its capture removed and switched off, with
--- a warning, rather than failing the upgrade; switching it on again installs it after the check.
+-- to capture (capture_hazards) has its capture removed and switched off, with a warning, rather
+-- than failing the upgrade; switching it on again installs it after the check. Any other failure
+-- (a lock not taken, a privilege missing) fails the migration, which then changes nothing: capture
+-- is never switched off for a reason that is not the table's. The drops and CREATE TRIGGERs take
+-- exclusive locks on the application's tables, so they wait at most lock_timeout each.
 do $$
 declare
   v record;
-  v_message text;
+  v_lock_timeout text := current_setting('lock_timeout');
 begin
+  perform set_config('lock_timeout', '5s', true);
   for v in
     select e.id, e.schema_name, e.name, workflow.entity_relation(e.schema_name, e.name) as relation
       from workflow.entities e
       join workflow.entity_types t on t.id = e.entity_type_id
      where t.name = 'table'
   loop
-    if v.relation is null then
-      perform workflow.drop_capture_filters(v.id);
-      continue;
-    end if;
     begin
+      if v.relation is null then
+        perform workflow.drop_capture_filters(v.id);
+        continue;
+      end if;
       -- The old filters first (with the triggers that use them): while they exist, the triggers'
       -- WHEN clauses would resolve to them rather than to the new ones taking records.
       perform workflow.drop_capture_filters(v.id);
-      perform workflow.install_capture(v.id);
-    exception when others then
-      get stacked diagnostics v_message = message_text;
-      perform workflow.remove_capture(v.id, v.schema_name, v.name);
-      update workflow.entities set is_active = false where id = v.id;
-      raise warning 'rulebook: % Capture of % is removed and switched off (workflow.entities.is_active = false); fix that and set is_active = true to install it again.',
-        v_message, v.relation;
+      if exists (select 1 from workflow.capture_hazards(v.relation)) then
+        perform workflow.remove_capture(v.id, v.schema_name, v.name);
+        update workflow.entities set is_active = false where id = v.id;
+        raise warning 'rulebook: capture of % would run code of a role that is not a superuser (select * from workflow.capture_hazards(%) names it). Capture of % is removed and switched off (workflow.entities.is_active = false); fix that and set is_active = true to install it again.',
+          v.relation, quote_literal(v.relation::text), v.relation;
+      elsif (select relispartition from pg_catalog.pg_class where oid = v.relation) then
+        -- Capture of a partition on its own is refused from now on (write_capture_function).
+        perform workflow.remove_capture(v.id, v.schema_name, v.name);
+        update workflow.entities set is_active = false where id = v.id;
+        raise warning 'rulebook: % is a partition; its capture is removed and switched off (workflow.entities.is_active = false). Register its partitioned table instead.',
+          v.relation;
+      else
+        perform workflow.install_capture(v.id);
+      end if;
+    exception when lock_not_available then
+      raise exception 'rulebook migration 000010: % is busy; its lock was not granted within lock_timeout (%), and the migration changed nothing',
+        v.relation, current_setting('lock_timeout')
+        using errcode = 'lock_not_available',
+              hint = 'Long transactions hold the table. Run the migration again when they are done.';
     end;
   end loop;
   -- The filters of 000004, now replaced, took the table's row type.
@@ -570,6 +654,7 @@ begin
   loop
     execute format('drop function %s', v.fn);
   end loop;
+  perform set_config('lock_timeout', v_lock_timeout, true);
 end
 $$;
 

@@ -1,6 +1,7 @@
 -- One bad rule or row never stops the rest (issue 9, items 3 and 9).
 --
--- Only CREATE OR REPLACE of existing functions: their grants (migration 000010) stay as they are.
+-- Only CREATE OR REPLACE of existing functions (their grants, migration 000010, stay as they are),
+-- and one new helper, which workflow.apply_privileges() covers like every function in workflow.
 
 -- Every action config is a JSON object. A rule action whose action_config is null, a number or an
 -- array passed the checks of 000007 (they only looked at create_alert configs) and then stopped the
@@ -71,31 +72,56 @@ $$;
 
 -- Releases every reservation (mode "reserve") whose expires_at has passed and that is neither
 -- released nor fulfilled; returns how many. Each reservation is released in its own subtransaction:
--- one that cannot be released (its inventory table was dropped, its expires_at is not a time) is
--- left as it was, with the reason in allocation_data.release_error and a WARNING, and the others
--- are still released. Before, the first such reservation rolled back every release, every minute.
+-- one that cannot be released (its inventory table was dropped) is left as it was, with the reason
+-- in allocation_data.release_error and a WARNING, and the others are still released. Before, the
+-- first such reservation rolled back every release, every minute. Only expired reservations are
+-- visited (one subtransaction each): expires_at is read by jsonpath's datetime() in silent mode,
+-- which yields nothing, rather than an error, for a value that is not a time, so no cast can fail
+-- the query; such a reservation never expires, and is marked once with a release_error (22007).
+-- datetime() reads ISO 8601 (what rulebook writes), except a final Z for UTC, which is rewritten
+-- as +00:00 first (reservation_expiry_json).
+create function workflow.reservation_expiry_json(p_allocation_data jsonb) returns jsonb
+language sql immutable parallel safe as $$
+  select jsonb_build_object('e', regexp_replace(p_allocation_data ->> 'expires_at', '([0-9])[Zz]$', '\1+00:00'))
+$$;
+
 create or replace function workflow.release_expired_reservations() returns integer
 language plpgsql as $$
 declare
   v_id uuid;
-  v_expires text;
   v_count int := 0;
   v_state text;
   v_message text;
 begin
   perform pg_advisory_xact_lock(hashtextextended('rulebook.allocate_inventory', 0));
-  -- expires_at is cast inside the loop, so that one unreadable value fails only its reservation.
-  for v_id, v_expires in
-    select r.id, r.allocation_data ->> 'expires_at'
+  update workflow.allocation_results r
+     set allocation_data = allocation_data || jsonb_build_object(
+           'release_error', jsonb_build_object('at', now(), 'sqlstate', '22007',
+             'message', format('expires_at %s is not a time, so the reservation never expires', allocation_data -> 'expires_at')))
+   where r.allocation_data ->> 'mode' = 'reserve'
+     and r.allocation_data ->> 'status' in ('success', 'partial')
+     and r.allocation_data ? 'expires_at'
+     and not (r.allocation_data ? 'released_at' or r.allocation_data ? 'fulfilled_at' or r.allocation_data ? 'release_error')
+     -- Silent mode answers null, not false, when datetime() cannot read the value.
+     and not coalesce(jsonb_path_exists(workflow.reservation_expiry_json(r.allocation_data), '$.e.datetime()', '{}', true), false);
+  get diagnostics v_count = row_count;
+  if v_count > 0 then
+    raise warning 'workflow.release_expired_reservations: % reservation(s) have an expires_at that is not a time; see allocation_data.release_error',
+      v_count;
+  end if;
+  v_count := 0;
+  for v_id in
+    select r.id
       from workflow.allocation_results r
      where r.allocation_data ->> 'mode' = 'reserve'
        and r.allocation_data ->> 'status' in ('success', 'partial')
-       and r.allocation_data ? 'expires_at'
        and not (r.allocation_data ? 'released_at' or r.allocation_data ? 'fulfilled_at')
+       and jsonb_path_exists_tz(workflow.reservation_expiry_json(r.allocation_data),
+                                '$.e.datetime() ? (@ <= $now.datetime())', jsonb_build_object('now', now()), true)
      order by r.created_date, r.id
   loop
     begin
-      if v_expires::timestamptz <= now() and workflow.release_allocation(v_id, 'reservation expired') then
+      if workflow.release_allocation(v_id, 'reservation expired') then
         v_count := v_count + 1;
       end if;
     exception when others then

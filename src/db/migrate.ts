@@ -27,11 +27,11 @@ export async function migrateDatabase(databaseUrl: string): Promise<string[]> {
       const applied = await migrate({ client }, migrationsDir());
       // Functions and tables added by any migration get the privilege model's grants and lose
       // PUBLIC's EXECUTE (sql/000010_privileges.sql explains why this is not a default privilege).
-      if (applied.length > 0) {
-        await client.query(
-          "select workflow.apply_privileges() where to_regprocedure('workflow.apply_privileges()') is not null",
-        );
-      }
+      // On every run, not only when a migration was applied: it is idempotent, and a run that
+      // stopped between a migration's commit and this call is healed by the next one.
+      await client.query(
+        "select workflow.apply_privileges() where to_regprocedure('workflow.apply_privileges()') is not null",
+      );
       return applied.filter((migration) => migration.id > 0).map((migration) => migration.fileName);
     } finally {
       await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]);

@@ -11,6 +11,13 @@ let db: TestDatabase;
 let roles: TestRoles;
 let app: LoginRole;
 
+async function isSuperuser(role: LoginRole): Promise<boolean> {
+  const [row] = await db.query<{ rolsuper: boolean }>('select rolsuper from pg_roles where rolname = $1', [
+    role.name,
+  ]);
+  return row!.rolsuper;
+}
+
 async function eventRows(table: string): Promise<Record<string, unknown>[]> {
   const rows = await db.query<{ new_row: Record<string, unknown> }>(
     `select e.new_row from workflow.events e join workflow.entities en on en.id = e.entity_id
@@ -87,4 +94,106 @@ describe("the application owner's migrations", () => {
     await app.query(`insert into app.orders (id, status) values (2, 'new')`);
     expect((await eventRows('app.orders')).map((row) => row.id)).toEqual([1, 1, 2]);
   });
+
+  it('rename a watched table to a name that ends a dollar quote, which stays a name', async () => {
+    // The reviewer's attack: the rename makes the event trigger rewrite the capture function as
+    // workflow's owner, and a name spliced into its dollar-quoted body became SQL of its own.
+    await app.query(`create table app.victim (id int primary key, v int)`);
+    await createRule(db, { name: 'Victim created', entity: 'app.victim', trigger: 'on_create' });
+    const hostile = `a$body$;alter role ${app.name} superuser;select $body$`;
+    const client = await app.pool.connect();
+    try {
+      await client.query('set check_function_bodies = off');
+      await client.query(`alter table app.victim rename to "${hostile}"`);
+      expect(await isSuperuser(app)).toBe(false);
+      // Other delimiters and quotes the generated code could trip over.
+      await client.query(
+        `alter table app."${hostile}" rename to "b$t$'%s$$;alter role ${app.name} superuser;--"`,
+      );
+      expect(await isSuperuser(app)).toBe(false);
+      await client.query(
+        `alter table app."b$t$'%s$$;alter role ${app.name} superuser;--" rename to "${hostile}"`,
+      );
+    } finally {
+      client.release();
+    }
+    expect(await isSuperuser(app)).toBe(false);
+    await app.query(`insert into app."${hostile}" values (1, 1)`);
+    expect(await eventRows('app.victim')).toEqual([{ id: 1, v: 1 }]);
+  });
 });
+
+describe('a partitioned table', () => {
+  let entityId: string;
+
+  beforeAll(async () => {
+    await app.query(
+      `create table app.parted (id int, region text, v int, primary key (id, region)) partition by list (region)`,
+    );
+    await app.query(`create table app.parted_eu partition of app.parted for values in ('eu')`);
+    await createRule(db, { name: 'Parted created', entity: 'app.parted', trigger: 'on_create' });
+    [{ id: entityId }] = (await db.query<{ id: string }>(
+      `select id from workflow.entities where name = 'parted'`,
+    )) as [{ id: string }];
+  });
+
+  it('is captured through its partitions, which its owner can add, attach and alter', async () => {
+    await app.query(`insert into app.parted values (1, 'eu', 1)`);
+    await app.query(`create table app.parted_us partition of app.parted for values in ('us')`);
+    await app.query(`insert into app.parted values (2, 'us', 2)`);
+    await app.query(`create table app.parted_asia (id int not null, region text not null, v int)`);
+    await app.query(`alter table app.parted attach partition app.parted_asia for values in ('asia')`);
+    await app.query(`insert into app.parted_asia values (3, 'asia', 3)`);
+    // ALTER TABLE of a partition refreshes the partitioned table's capture, which stays its own.
+    await app.query(`alter table app.parted_eu alter column v set default 0`);
+    await app.query(`alter table app.parted add column note text`);
+    await app.query(`insert into app.parted_eu (id, region) values (4, 'eu')`);
+    await app.query(`insert into app.parted values (5, 'us', 5, 'n')`);
+    expect(await eventRows('app.parted')).toEqual([
+      { id: 1, region: 'eu', v: 1 },
+      { id: 2, region: 'us', v: 2 },
+      { id: 3, region: 'asia', v: 3 },
+      { id: 4, region: 'eu', v: 0, note: null },
+      { id: 5, region: 'us', v: 5, note: 'n' },
+    ]);
+    const [binding] = await db.query<{ body: string }>(
+      `select prosrc as body from pg_proc where proname = workflow.capture_function_name($1)`,
+      [entityId],
+    );
+    expect(binding!.body).toContain(
+      `${(await db.query<{ oid: number }>(`select 'app.parted'::regclass::oid as oid`))[0]!.oid}::pg_catalog.oid`,
+    );
+    // A detached partition is the owner's own table again.
+    await app.query(`alter table app.parted detach partition app.parted_asia`);
+    await app.query(`insert into app.parted_asia values (6, 'asia', 6)`);
+    expect((await eventRows('app.parted')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("lets its owner run the capture function nowhere but in the table's partition tree", async () => {
+    // USAGE on workflow, which an owner may hold for other reasons (rulebook_outbox_reader has it).
+    await db.query(`grant usage on schema workflow to ${app.name}`);
+    await app.query(`create table app.forger (id int primary key, region text, v int)`);
+    await app.query(
+      `create trigger forge after insert on app.forger for each row execute function workflow.${await captureFunction(entityId)}()`,
+    );
+    await expect(app.query(`insert into app.forger values (7, 'eu', 7)`)).rejects.toMatchObject({
+      code: '42501',
+      message: expect.stringMatching(/belongs to app\.parted and refuses to run for app\.forger/),
+    });
+    expect((await eventRows('app.parted')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('cannot have a partition registered on its own', async () => {
+    await expect(db.query(`select workflow.register_entity('app.parted_us')`)).rejects.toMatchObject({
+      code: '42809',
+      message: expect.stringMatching(/app\.parted_us is a partition of app\.parted/),
+    });
+  });
+});
+
+async function captureFunction(entityId: string): Promise<string> {
+  const [row] = await db.query<{ name: string }>(`select workflow.capture_function_name($1) as name`, [
+    entityId,
+  ]);
+  return row!.name;
+}

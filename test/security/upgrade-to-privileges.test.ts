@@ -62,6 +62,32 @@ afterAll(async () => {
 });
 
 describe('migration 000010 on an installation with registered tables', () => {
+  it("fails, changing nothing, when a table's lock is not granted within lock_timeout", async () => {
+    // A writer's open transaction on a registered table: the upgrade must neither wait for it
+    // without end nor switch its capture off.
+    const holder = await app.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table app.safe in row exclusive mode');
+      const error = (await migrateDatabase(db.url).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      )) as Error | undefined;
+      expect(error, 'the migration should have failed').toBeDefined();
+      expect(String(error)).toMatch(/app\.safe is busy; its lock was not granted within lock_timeout/);
+    } finally {
+      await holder.query('rollback');
+      holder.release();
+    }
+    expect(await db.query(`select name from workflow.migrations where name like '000010%'`)).toEqual([]);
+    expect(await db.query(`select name, is_active from workflow.entities order by name`)).toEqual([
+      { name: 'safe', is_active: true },
+      { name: 'unsafe', is_active: true },
+    ]);
+    expect(await triggersOn('app.safe')).toBe(3);
+    expect(await triggersOn('app.unsafe')).toBe(3);
+  });
+
   it('rewrites their capture, and switches off a table unsafe to capture', async () => {
     expect(await migrateDatabase(db.url)).toContain('000010_privileges.sql');
 
