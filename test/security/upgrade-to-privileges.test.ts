@@ -129,6 +129,21 @@ describe('migration 000010 on an installation with registered tables', () => {
     );
   });
 
+  it('grants again on a run that applies nothing (a run stopped between commit and grants)', async () => {
+    // What a crash after 000010's commit and before apply_privileges() leaves: PUBLIC's EXECUTE.
+    await db.query(`grant execute on function workflow.register_entity(text) to public`);
+    const canRegister = async () =>
+      (
+        await db.query<{ may: boolean }>(
+          `select has_function_privilege($1, 'workflow.register_entity(text)', 'execute') as may`,
+          [app.name],
+        )
+      )[0]!.may;
+    expect(await canRegister()).toBe(true);
+    expect(await migrateDatabase(db.url)).toEqual([]);
+    expect(await canRegister()).toBe(false);
+  });
+
   it('lets the owner drop a table registered before the upgrade', async () => {
     await app.query(`drop table app.safe`);
   });
