@@ -232,8 +232,8 @@ begin
             and (c.oid operator(pg_catalog.=) %1$s::pg_catalog.oid
                  or (c.relname operator(pg_catalog.=) %2$L::pg_catalog.name
                      and n.nspname operator(pg_catalog.=) %3$L::pg_catalog.name))) then
-      raise exception 'rulebook: capture function workflow.%% belongs to %% and refuses to run for %%', %4$L, %5$L,
-        tg_relid::pg_catalog.regclass
+      raise exception 'rulebook: capture function workflow.%% belongs to %% and refuses to run for %%.%%', %4$L, %5$L,
+        tg_table_schema, tg_table_name
         using errcode = 'insufficient_privilege';
     end if;
   end if;
