@@ -123,6 +123,29 @@ describe("the application owner's migrations", () => {
   });
 });
 
+describe('a watched table whose key column is renamed to a name that ends a dollar quote', () => {
+  it('stays a name in the capture function, which goes on capturing', async () => {
+    // Key columns are written into the capture function too (its row_key expression).
+    await app.query(`create table app.keyed (id int primary key, v int)`);
+    await createRule(db, { name: 'Keyed created', entity: 'app.keyed', trigger: 'on_create' });
+    const hostile = `k$body$;alter role ${app.name} superuser;select $body$`;
+    const client = await app.pool.connect();
+    try {
+      await client.query('set check_function_bodies = off');
+      await client.query(`alter table app.keyed rename column id to "${hostile}"`);
+    } finally {
+      client.release();
+    }
+    expect(await isSuperuser(app)).toBe(false);
+    await app.query(`insert into app.keyed values (1, 1)`);
+    const [event] = await db.query<{ row_key: Record<string, unknown> }>(
+      `select e.row_key from workflow.events e join workflow.entities en on en.id = e.entity_id
+        where en.name = 'keyed'`,
+    );
+    expect(event!.row_key).toEqual({ [hostile]: 1 });
+  });
+});
+
 describe('a partitioned table', () => {
   let entityId: string;
 
