@@ -360,6 +360,9 @@ function run(
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // The server's account may not enter this process's directory (a clone under /root), which
+      // PostgreSQL's programs complain about; their own directory it can enter.
+      cwd: path.dirname(command),
       ...(account ? { uid: account.uid, gid: account.gid } : {}),
     });
     let text = '';
@@ -394,6 +397,7 @@ async function spawnServer(
     {
       detached: true,
       stdio: ['ignore', logFd, logFd],
+      cwd: path.dirname(postgres),
       ...(account ? { uid: account.uid, gid: account.gid } : {}),
     },
   );
@@ -498,7 +502,11 @@ async function waitUntilAnswering(
   );
 }
 
-/** Line 8 of postmaster.pid: "starting", "ready", "stopping"; older servers write no such line. */
+/**
+ * Line 8 of postmaster.pid: "starting", "ready", "stopping". The server writes the file a few
+ * lines at a time while it starts, so a file without that line yet is a server still starting (the
+ * embedded binaries are PostgreSQL 15, which always writes it).
+ */
 function postmasterReady(clusterDir: string): boolean {
   let status: string | undefined;
   try {
@@ -506,7 +514,7 @@ function postmasterReady(clusterDir: string): boolean {
   } catch {
     return false;
   }
-  return status === undefined || status.trim() === '' || status.trim() === 'ready';
+  return status?.trim() === 'ready';
 }
 
 function serverClient(port: number, password: string): pg.Client {
