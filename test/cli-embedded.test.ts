@@ -1,13 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runningServer } from '../src/db/embedded-server.js';
 import { packageRoot } from '../src/package-root.js';
 import { spawnRulebook, type DaemonProcess } from './support/daemon-process.js';
+import { TemporaryDirs, queryOne } from './support/embedded-dirs.js';
 import { freePort } from './support/free-port.js';
 import { ensureCliBuilt } from './support/staff.js';
 
@@ -17,21 +16,8 @@ import { ensureCliBuilt } from './support/staff.js';
 // /root), where as root the server's "postgres" account can reach neither node_modules nor the data.
 
 const isRoot = process.getuid?.() === 0;
-const temporary: string[] = [];
+const temporary = new TemporaryDirs();
 const running: DaemonProcess[] = [];
-
-function temporaryDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  temporary.push(dir);
-  return dir;
-}
-
-/** A system directory as an administrator would set up: enterable by the server's account (rulebook chmods only what it creates). */
-function systemDirectory(): string {
-  const dir = temporaryDir('rulebook-system-');
-  fs.chmodSync(dir, 0o755);
-  return dir;
-}
 
 async function rulebook(
   args: string[],
@@ -65,23 +51,13 @@ function clusterOf(dataDir: string): string {
   return fs.existsSync(pointer) ? fs.readFileSync(pointer, 'utf8').trim() : path.join(dataDir, 'pgdata');
 }
 
-async function queryOne(url: string, sql: string): Promise<unknown> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return Object.values((await client.query(sql)).rows[0] as object)[0];
-  } finally {
-    await client.end();
-  }
-}
-
 beforeAll(() => ensureCliBuilt());
 
 afterAll(async () => {
   for (const daemon of running) {
     if (daemon.child.exitCode === null && daemon.child.signalCode === null) await stopDaemon(daemon);
   }
-  for (const dir of temporary) fs.rmSync(dir, { recursive: true, force: true });
+  temporary.removeAll();
 });
 
 describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
@@ -91,13 +67,13 @@ describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
   let pgPort: number;
 
   beforeAll(async () => {
-    dataDir = path.join(temporaryDir('rulebook-cli-embedded-'), 'data');
+    dataDir = path.join(temporary.make('rulebook-cli-embedded-'), 'data');
     pgPort = await freePort();
     // A port of their own for the commands: if one started a second server instead of using the
     // daemon's, it would show in `db url` and the data would not be the daemon's.
     env = {
       RULEBOOK_DATA_DIR: dataDir,
-      RULEBOOK_SYSTEM_DIR: systemDirectory(),
+      RULEBOOK_SYSTEM_DIR: temporary.system(),
       RULEBOOK_EMBEDDED_PG_PORT: String(await freePort()),
     };
     daemon = await startDaemon({ ...env, RULEBOOK_EMBEDDED_PG_PORT: String(pgPort) });
@@ -141,7 +117,7 @@ describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
   });
 
   it('psql that is not installed: -c statements still run, as psql shows them', async () => {
-    const noPsql = { ...env, PATH: temporaryDir('rulebook-empty-path-') };
+    const noPsql = { ...env, PATH: temporary.make('rulebook-empty-path-') };
     expect(await rulebook(['psql', '-tAc', 'select count(*) from core.roles'], noPsql)).toEqual({
       code: 0,
       output: '1\n',
@@ -166,7 +142,7 @@ describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
   });
 
   it('interactive psql that is not installed: one line saying what to install or use instead, and exit 127', async () => {
-    const noPsql = temporaryDir('rulebook-empty-path-');
+    const noPsql = temporary.make('rulebook-empty-path-');
     const result = await rulebook(['psql'], { ...env, PATH: noPsql });
     expect(result.code).toBe(127);
     expect(result.output).toBe(
@@ -212,7 +188,7 @@ describe('commands beside `rulebook start` on the embedded PostgreSQL', () => {
 
 describe('a clone in a directory that only its owner can enter', () => {
   it('`rulebook start` runs the embedded server from there and it answers a query', async () => {
-    const home = temporaryDir('rulebook-clone-home-');
+    const home = temporary.make('rulebook-clone-home-');
     expect(fs.statSync(home).mode & 0o777).toBe(0o700);
     const clone = path.join(home, 'rb');
     fs.mkdirSync(clone);
@@ -221,7 +197,7 @@ describe('a clone in a directory that only its owner can enter', () => {
     for (const entry of ['package.json', 'dist', 'sql', 'node_modules']) {
       execFileSync('cp', ['-al', path.join(root, entry), path.join(clone, entry)]);
     }
-    const systemDir = systemDirectory();
+    const systemDir = temporary.system();
     const cli = path.join(clone, 'dist/src/cli.js');
     const env = {
       RULEBOOK_DATA_DIR: '',
@@ -270,8 +246,8 @@ describe('when the embedded server cannot start', () => {
     try {
       const port = (taken.address() as net.AddressInfo).port;
       const result = await rulebook(['role', 'add', 'ops'], {
-        RULEBOOK_DATA_DIR: path.join(temporaryDir('rulebook-port-taken-'), 'data'),
-        RULEBOOK_SYSTEM_DIR: systemDirectory(),
+        RULEBOOK_DATA_DIR: path.join(temporary.make('rulebook-port-taken-'), 'data'),
+        RULEBOOK_SYSTEM_DIR: temporary.system(),
         RULEBOOK_EMBEDDED_PG_PORT: String(port),
       });
       expect(result.code).toBe(1);

@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { withDataDirLock } from '../src/db/data-dir-lock.js';
 import { startEmbeddedServer, type EmbeddedServer } from '../src/db/embedded-server.js';
 import { makeEnterable, serverAccount, type ServerAccount } from '../src/db/postgres-binaries.js';
+import { TemporaryDirs, queryOne } from './support/embedded-dirs.js';
 import { freePort } from './support/free-port.js';
 
 // What the embedded PostgreSQL's launcher must not do after an unclean stop, a lost data directory,
@@ -14,40 +14,17 @@ import { freePort } from './support/free-port.js';
 // delete what is not its own.
 
 const isRoot = process.getuid?.() === 0;
-const temporary: string[] = [];
+const temporary = new TemporaryDirs();
 const strangers: ChildProcess[] = [];
-
-function temporaryDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  temporary.push(dir);
-  return dir;
-}
-
-/** A system directory as an administrator would set up: enterable by the server's account. */
-function systemDirectory(): string {
-  const dir = temporaryDir('rulebook-system-');
-  fs.chmodSync(dir, 0o755);
-  return dir;
-}
 
 /** Under a 0700 directory, so that as root the cluster goes to the system directory. */
 function dataDirectory(): string {
-  return path.join(temporaryDir('rulebook-embedded-'), 'data');
+  return path.join(temporary.make('rulebook-embedded-'), 'data');
 }
 
 /** The account the server runs as, or this process's own one. */
 function account(): ServerAccount {
   return serverAccount() ?? { name: os.userInfo().username, uid: process.getuid!(), gid: process.getgid!() };
-}
-
-async function queryOne(url: string, sql: string): Promise<unknown> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return Object.values((await client.query(sql)).rows[0] as object)[0];
-  } finally {
-    await client.end();
-  }
 }
 
 function passwordOf(server: EmbeddedServer): string {
@@ -56,7 +33,7 @@ function passwordOf(server: EmbeddedServer): string {
 
 afterAll(() => {
   for (const child of strangers) child.kill('SIGKILL');
-  for (const dir of temporary) fs.rmSync(dir, { recursive: true, force: true });
+  temporary.removeAll();
 });
 
 describe('starting the embedded server', () => {
@@ -64,7 +41,7 @@ describe('starting the embedded server', () => {
     const server = await startEmbeddedServer({
       dir: dataDirectory(),
       port: await freePort(),
-      systemDir: systemDirectory(),
+      systemDir: temporary.system(),
     });
     await server.stop();
     const log = fs.readFileSync(server.logFile, 'utf8');
@@ -74,7 +51,7 @@ describe('starting the embedded server', () => {
 
   it('after an unclean stop, ignores (and never signals) the pid of postmaster.pid when another process has it now', async () => {
     const dir = dataDirectory();
-    const systemDir = systemDirectory();
+    const systemDir = temporary.system();
     const first = await startEmbeddedServer({ dir, port: await freePort(), systemDir });
     const pidFile = path.join(first.clusterDir, 'postmaster.pid');
     const lines = fs.readFileSync(pidFile, 'utf8').split('\n');
@@ -104,7 +81,7 @@ describe('starting the embedded server', () => {
 
   it("recovers the password of a relocated cluster from root's copy; with no password anywhere it fails in one line and writes none", async () => {
     const dir = dataDirectory();
-    const systemDir = systemDirectory();
+    const systemDir = temporary.system();
     const first = await startEmbeddedServer({ dir, port: await freePort(), systemDir });
     const password = passwordOf(first);
     await first.stop();
@@ -145,7 +122,7 @@ describe('starting the embedded server', () => {
 
 describe('directories the launcher did not make', () => {
   it('keeps the mode of directories that existed and makes only the missing ones enterable', () => {
-    const sticky = temporaryDir('rulebook-sticky-');
+    const sticky = temporary.make('rulebook-sticky-');
     fs.chmodSync(sticky, 0o1777);
     const existing = path.join(sticky, 'clusters');
     fs.mkdirSync(existing);
@@ -160,11 +137,11 @@ describe('directories the launcher did not make', () => {
 
   it('refuses a cluster-location that names a directory outside the system directory, and deletes nothing', async () => {
     const dir = dataDirectory();
-    const precious = temporaryDir('rulebook-precious-');
+    const precious = temporary.make('rulebook-precious-');
     fs.writeFileSync(path.join(precious, 'keep'), 'data');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'cluster-location'), `${precious}\n`);
-    const systemDir = systemDirectory();
+    const systemDir = temporary.system();
     await expect(startEmbeddedServer({ dir, port: await freePort(), systemDir })).rejects.toThrow(
       `${dir}/cluster-location names "${precious}" as the cluster, which is not ${systemDir}/clusters/<name>/pgdata`,
     );
@@ -175,7 +152,7 @@ describe('directories the launcher did not make', () => {
     'as root, leaves a directory without PG_VERSION that a failed initdb cannot have left',
     async () => {
       const dir = dataDirectory();
-      const systemDir = systemDirectory();
+      const systemDir = temporary.system();
       const clusterDir = path.join(systemDir, 'clusters', 'other', 'pgdata');
       fs.mkdirSync(clusterDir, { recursive: true });
       fs.writeFileSync(path.join(clusterDir, 'keep'), 'data');
@@ -192,7 +169,7 @@ describe('directories the launcher did not make', () => {
 
 describe('the data directory lock', () => {
   it('is removed only while it is still ours', async () => {
-    const dir = temporaryDir('rulebook-lock-');
+    const dir = temporary.make('rulebook-lock-');
     const lock = path.join(dir, 'lock');
     const stranger = spawn('sleep', ['300'], { stdio: 'ignore' });
     strangers.push(stranger);
@@ -206,7 +183,7 @@ describe('the data directory lock', () => {
   });
 
   it('takes over a lock whose process is gone', async () => {
-    const dir = temporaryDir('rulebook-lock-');
+    const dir = temporary.make('rulebook-lock-');
     const gone = spawn('true', { stdio: 'ignore' });
     await new Promise((resolve) => gone.once('exit', resolve));
     fs.mkdirSync(path.join(dir, 'lock'));
