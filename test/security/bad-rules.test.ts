@@ -1,10 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/engine/engine.js';
 import type { HttpServer } from '../../src/http/server.js';
-import { asRole, createTestRole, RULE_WRITER_GRANTS } from '../support/attacker-role.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { startEngine, TEST_LOG_TABLE } from '../support/engine.js';
 import { executionsOf, waitForExecutions } from '../support/executions.js';
+import { TestRoles, type LoginRole } from '../support/roles.js';
 import { createRule, ensureDba } from '../support/rules.js';
 import { startHttp } from '../support/staff.js';
 import { waitFor } from '../support/wait.js';
@@ -14,7 +14,9 @@ import { waitFor } from '../support/wait.js';
 let db: TestDatabase;
 let engine: Engine | undefined;
 let http: HttpServer | undefined;
-let admin: { name: string; drop: () => Promise<void> };
+let roles: TestRoles;
+// A DBA who writes rules: a member of rulebook_admin, as docs/privileges.md sets one up.
+let admin: LoginRole;
 let dbaId: string;
 
 beforeAll(async () => {
@@ -24,7 +26,8 @@ beforeAll(async () => {
   await db.query(`create table shop.orders (id serial primary key, n int not null default 0)`);
   await db.query(`create table shop.invoices (id serial primary key, n int not null default 0)`);
   dbaId = await ensureDba(db);
-  admin = await createTestRole(db, 'rb_rule_writer', RULE_WRITER_GRANTS);
+  roles = new TestRoles(db);
+  admin = await roles.login('rule_writer', 'grant rulebook_admin to %I');
 });
 
 afterEach(async () => {
@@ -43,8 +46,9 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await admin.drop();
+  await roles.endPools();
   await db.drop();
+  await roles.dropRoles();
 });
 
 /** Stores a config that the SQL checks would refuse, as only a superuser bypassing them could. */
@@ -79,13 +83,13 @@ describe('a rule writer storing a config that is not a JSON object', () => {
   it('is refused with 22023, naming the rule and the action', async () => {
     const ruleId = await logRule('Null config target', 'shop.orders', 'target');
     for (const bad of ['null', '[]', '5', '"text"']) {
-      const error = await asRole(db, admin.name, (query) =>
-        query(
+      const error = await admin
+        .query(
           `insert into workflow.rule_actions (automation_rules_id, name, action_config, execution_order)
            values ($1, 'bad action', $2::jsonb, 2)`,
           [ruleId, bad],
-        ),
-      ).catch((caught: unknown) => caught as { code?: string; message: string });
+        )
+        .catch((caught: unknown) => caught as { code?: string; message: string });
       expect(error).toMatchObject({
         code: '22023',
         message: expect.stringMatching(
@@ -93,11 +97,12 @@ describe('a rule writer storing a config that is not a JSON object', () => {
         ),
       });
     }
-    const update = await asRole(db, admin.name, (query) =>
-      query(`update workflow.rule_actions set action_config = 'null'::jsonb where automation_rules_id = $1`, [
-        ruleId,
-      ]),
-    ).catch((caught: unknown) => caught as { code?: string; message: string });
+    const update = await admin
+      .query(
+        `update workflow.rule_actions set action_config = 'null'::jsonb where automation_rules_id = $1`,
+        [ruleId],
+      )
+      .catch((caught: unknown) => caught as { code?: string; message: string });
     expect(update).toMatchObject({ code: '22023', message: expect.stringContaining('"log target"') });
     const [stored] = await db.query<{ action_config: unknown }>(
       'select action_config from workflow.rule_actions where automation_rules_id = $1',
@@ -107,13 +112,13 @@ describe('a rule writer storing a config that is not a JSON object', () => {
   });
 
   it('is refused for an action template default_config too', async () => {
-    const error = await asRole(db, admin.name, (query) =>
-      query(
+    const error = await admin
+      .query(
         `insert into workflow.action_templates (name, action_type, default_config, created_by)
          values ('null template', 'test_log', 'null'::jsonb, $1)`,
         [dbaId],
-      ),
-    ).catch((caught: unknown) => caught as { code?: string; message: string });
+      )
+      .catch((caught: unknown) => caught as { code?: string; message: string });
     expect(error).toMatchObject({
       code: '22023',
       message: expect.stringMatching(

@@ -5,8 +5,8 @@ import { HttpServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
 import { MaintenanceJobs } from '../../src/scheduler/maintenance.js';
 import { CURRENCY_FORMAT_CACHE_LIMIT, cachedCurrencyFormats } from '../../src/templating/helpers.js';
-import { asRole, createTestRole } from '../support/attacker-role.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { TestRoles, type LoginRole } from '../support/roles.js';
 import { startEngine, TEST_LOG_TABLE } from '../support/engine.js';
 import { executionsOf } from '../support/executions.js';
 import { createRule, ensureDba } from '../support/rules.js';
@@ -18,7 +18,8 @@ import { waitFor } from '../support/wait.js';
 let db: TestDatabase;
 let engine: Engine | undefined;
 let http: HttpServer | undefined;
-let writer: { name: string; drop: () => Promise<void> };
+let roles: TestRoles;
+let writer: LoginRole;
 
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
@@ -29,11 +30,13 @@ beforeAll(async () => {
   await db.query(`create table app.docs (id serial primary key, n int not null default 0, body jsonb)`);
   await ensureDba(db);
   // An application writer: INSERT and UPDATE on its table, nothing on workflow.
-  writer = await createTestRole(db, 'rb_app_writer', [
+  roles = new TestRoles(db);
+  writer = await roles.login(
+    'app_writer',
     'grant usage on schema app to %I',
     'grant select, insert, update on app.docs to %I',
     'grant usage on all sequences in schema app to %I',
-  ]);
+  );
 });
 
 afterEach(async () => {
@@ -45,8 +48,9 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await writer.drop();
+  await roles.endPools();
   await db.drop();
+  await roles.dropRoles();
 });
 
 function nested(depth: number): string {
@@ -76,19 +80,19 @@ describe('a row holding jsonb nested 5,000 deep', () => {
     engine = await startEngine(db);
     const health = await startHealth(300);
 
-    const [poisoned] = await asRole(db, writer.name, async (query) => {
-      const rows = await query(`insert into app.docs (body) values ($1::jsonb) returning id`, [nested(5000)]);
-      for (let n = 1; n <= 20; n++) await query(`update app.docs set n = $2 where id = $1`, [rows[0]!.id, n]);
-      return rows;
-    });
+    const [poisoned] = await writer.query<{ id: number }>(
+      `insert into app.docs (body) values ($1::jsonb) returning id`,
+      [nested(5000)],
+    );
+    for (let n = 1; n <= 20; n++) {
+      await writer.query(`update app.docs set n = $2 where id = $1`, [poisoned!.id, n]);
+    }
     const poisonedId = poisoned!.id as number;
     // A row nested as deep as real data gets is handled, templates included.
-    const [fine] = await asRole(db, writer.name, (query) =>
-      query(`insert into app.docs (body) values ($1::jsonb) returning id`, [nested(40)]),
-    );
-    const [canary] = await asRole(db, writer.name, (query) =>
-      query(`insert into app.docs (n) values (7) returning id`),
-    );
+    const [fine] = await writer.query(`insert into app.docs (body) values ($1::jsonb) returning id`, [
+      nested(40),
+    ]);
+    const [canary] = await writer.query(`insert into app.docs (n) values (7) returning id`);
 
     await waitFor('the canary and the fine row to be handled', async () => {
       const rows = await db.query<{ label: string }>('select label from test_log');
@@ -114,7 +118,7 @@ describe('a row holding jsonb nested 5,000 deep', () => {
     expect(engine.metrics.eventsFailed.render()).toContain('rulebook_events_failed_total{state="dead"} 21');
 
     // The queue is not stuck: later changes of other rows and of the same row still run.
-    await asRole(db, writer.name, (query) => query(`update app.docs set n = 8 where id = $1`, [canary!.id]));
+    await writer.query(`update app.docs set n = 8 where id = $1`, [canary!.id]);
     await waitFor('the canary update', async () => (await executionsOf(db, updated)).length === 1);
     expect((await executionsOf(db, created)).map((row) => row.status)).toEqual(['success', 'success']);
 
@@ -139,14 +143,12 @@ describe('rows that pick currency codes and locales', () => {
     await db.query('grant usage on all sequences in schema app to ' + writer.name);
     engine = await startEngine(db);
     const rows = CURRENCY_FORMAT_CACHE_LIMIT + 100;
-    await asRole(db, writer.name, async (query) => {
-      await query(
-        `insert into app.prices (amount, code, locale)
+    await writer.query(
+      `insert into app.prices (amount, code, locale)
          select 5, 'EUR', 'en-US-x-p' || i from generate_series(1, $1::int) as i`,
-        [rows],
-      );
-      await query(`insert into app.prices (amount, code, locale) values (5, 'XYZ', 'en-US')`);
-    });
+      [rows],
+    );
+    await writer.query(`insert into app.prices (amount, code, locale) values (5, 'XYZ', 'en-US')`);
     const executions = await waitFor('every price row handled', async () => {
       const found = await executionsOf(db, ruleId);
       return found.length === rows + 1 ? found : undefined;
@@ -171,7 +173,7 @@ describe('/healthz and a queue that does not move', () => {
     });
     const health = await startHealth(60);
     expect((await fetch(health)).status).toBe(200);
-    await asRole(db, writer.name, (query) => query(`insert into app.docs (n) values (100)`));
+    await writer.query(`insert into app.docs (n) values (100)`);
     // Captured two minutes ago, and no daemon handling events.
     await db.query(
       `update workflow.events set created_at = now() - interval '2 minutes' where state = 'pending'`,

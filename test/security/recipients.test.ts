@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeliveryWorker } from '../../src/delivery/delivery-worker.js';
 import type { Engine } from '../../src/engine/engine.js';
-import { asRole, createTestRole } from '../support/attacker-role.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { TestRoles, type LoginRole } from '../support/roles.js';
 import {
   addresses,
   deliveriesOf,
@@ -24,7 +24,8 @@ let db: TestDatabase;
 let engine: Engine;
 let smtp: TestSmtpServer;
 let worker: DeliveryWorker | undefined;
-let writer: { name: string; drop: () => Promise<void> };
+let roles: TestRoles;
+let writer: LoginRole;
 const staff: Record<string, string> = {};
 let bossesRole: string;
 
@@ -56,11 +57,13 @@ beforeAll(async () => {
     bossesRole,
   ]);
   // The customer-facing application: it writes tickets and nothing else.
-  writer = await createTestRole(db, 'rb_ticket_writer', [
+  roles = new TestRoles(db);
+  writer = await roles.login(
+    'ticket_writer',
     'grant usage on schema shop to %I',
     'grant select, insert on shop.tickets to %I',
     'grant usage on all sequences in schema shop to %I',
-  ]);
+  );
   smtp = await startSmtpServer();
   engine = await startEngine(db);
 });
@@ -75,8 +78,9 @@ afterEach(async () => {
 afterAll(async () => {
   await engine?.stop();
   await smtp?.close();
-  await writer.drop();
+  await roles.endPools();
   await db?.drop();
+  await roles.dropRoles();
 });
 
 function ticketRule(number: string, config: Record<string, unknown>): Promise<string> {
@@ -96,9 +100,11 @@ function ticketRule(number: string, config: Record<string, unknown>): Promise<st
 
 async function ticket(number: string, contact: string, reply: string | null = null): Promise<void> {
   await rulesLoaded(db, engine);
-  await asRole(db, writer.name, (query) =>
-    query(`insert into shop.tickets (number, contact, reply) values ($1, $2, $3)`, [number, contact, reply]),
-  );
+  await writer.query(`insert into shop.tickets (number, contact, reply) values ($1, $2, $3)`, [
+    number,
+    contact,
+    reply,
+  ]);
 }
 
 describe('a templated recipient that renders to a uuid', () => {
