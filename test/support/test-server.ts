@@ -53,8 +53,15 @@ export async function startTestServer(): Promise<TestServer> {
   const server = await startEmbeddedServer({
     dir,
     port: await freePort(),
-    // Durability is not under test here; the benchmarks run with the defaults.
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
+    // Durability is not under test here; the benchmarks run with the defaults. wal_level=logical lets
+    // tests read the outbox through a logical replication slot, as Debezium does.
+    settings: {
+      fsync: 'off',
+      synchronous_commit: 'off',
+      full_page_writes: 'off',
+      max_connections: '300',
+      wal_level: 'logical',
+    },
   });
   return {
     adminUrl: server.url,
