@@ -44,6 +44,8 @@ export interface Config {
     /** RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS: /healthz is 503 once the oldest pending event is older. */
     readonly maxPendingAgeSeconds: number;
   };
+  /** RULEBOOK_HEARTBEAT_INTERVAL_MS: how often a daemon records itself in workflow.daemons. */
+  readonly heartbeatIntervalMs: number;
   /** Scheduled rules run in every daemon; their rule changes are checked at engine.pollIntervalMs. */
   readonly scheduler: {
     /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
@@ -175,6 +177,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
         300,
       ),
     }),
+    heartbeatIntervalMs: parsePositiveInt(
+      'RULEBOOK_HEARTBEAT_INTERVAL_MS',
+      env.RULEBOOK_HEARTBEAT_INTERVAL_MS,
+      5000,
+    ),
     scheduler: Object.freeze({
       maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
     }),

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import type { Config } from './config.js';
 import { maskedUrl, openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
@@ -5,6 +7,7 @@ import { waitForDatabase } from './db/wait-for-database.js';
 import { createPool } from './db/pool.js';
 import { DeliveryWorker } from './delivery/delivery-worker.js';
 import { Engine } from './engine/engine.js';
+import { Heartbeat } from './heartbeat.js';
 import { HttpServer } from './http/server.js';
 import type { Logger } from './logger.js';
 import { MaintenanceJobs } from './scheduler/maintenance.js';
@@ -69,7 +72,18 @@ export async function startDaemon(
     const applied = await migrateDatabase(database.url);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
 
-    const engine = new Engine({ databaseUrl: database.url, logger, ...config.engine });
+    // The heartbeat's row is written first and marked stopped last, so that it spans the whole run.
+    const daemonId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    const heartbeat = new Heartbeat({
+      databaseUrl: database.url,
+      logger,
+      daemonId,
+      intervalMs: config.heartbeatIntervalMs,
+    });
+    await heartbeat.start();
+    cleanups.push(() => heartbeat.stop());
+
+    const engine = new Engine({ databaseUrl: database.url, logger, daemonId, ...config.engine });
     await engine.start();
     cleanups.push(() => engine.stop());
 
