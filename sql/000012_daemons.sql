@@ -1,6 +1,6 @@
 -- What an operator needs to see and redo (`rulebook status`, `rulebook deliveries retry`):
 --   workflow.daemons            one row per daemon process: written at start, on every heartbeat and
---                               at a clean stop (src/daemon/heartbeat.ts).
+--                               at a clean stop (src/heartbeat.ts).
 --   workflow.delivery_retries   what a failed or bounced delivery had been through before an operator
 --                               put it back to pending (workflow.retry_deliveries).
 
@@ -19,7 +19,7 @@ create table workflow.daemons (
 );
 
 comment on table workflow.daemons is
-  'rulebook daemons, one row per process: heartbeats every heartbeat_interval_ms; gone when the last is older than 3 intervals. Rows stopped or gone for more than a day are deleted by the next daemon to start.';
+  'rulebook daemons, one row per process: heartbeats every heartbeat_interval_ms; gone when the last is older than 3 intervals. Rows stopped or gone for more than a day are deleted by running daemons (at start, then hourly).';
 
 -- Deletes daemons that stopped, or stopped heartbeating, longer ago than p_keep; returns how many.
 create function workflow.prune_daemons(p_keep interval default '1 day') returns bigint

@@ -26,6 +26,10 @@ const STOP = 'update workflow.daemons set last_heartbeat_at = now(), stopped_at 
 
 const PRUNE = 'select workflow.prune_daemons() as count';
 
+// Rows of daemons gone for a day are deleted at start and then hourly, so that a fleet whose daemons
+// never restart does not keep them either. The table holds one row per daemon process: cheap.
+const PRUNE_EVERY_MS = 3_600_000;
+
 function packageVersion(): string {
   try {
     const manifest = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as {
@@ -51,6 +55,7 @@ export class Heartbeat {
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
   #stopping = false;
+  #prunedAt = 0;
 
   constructor(options: HeartbeatOptions) {
     this.#options = options;
@@ -73,13 +78,7 @@ export class Heartbeat {
       await this.#pool.end().catch(() => {});
       throw error;
     }
-    try {
-      const { rows } = await this.#pool.query<{ count: string }>(PRUNE);
-      const pruned = Number(rows[0]?.count ?? 0);
-      if (pruned > 0) this.#logger.info({ pruned }, 'forgot daemons gone for more than a day');
-    } catch (error) {
-      this.#logger.warn({ err: error }, 'could not prune workflow.daemons');
-    }
+    await this.#prune();
     this.#schedule();
   }
 
@@ -113,6 +112,18 @@ export class Heartbeat {
       await this.#pool.query(BEAT, this.#row);
     } catch (error) {
       this.#logger.warn({ err: error }, 'heartbeat failed');
+    }
+    if (Date.now() - this.#prunedAt >= PRUNE_EVERY_MS) await this.#prune();
+  }
+
+  async #prune(): Promise<void> {
+    this.#prunedAt = Date.now();
+    try {
+      const { rows } = await this.#pool.query<{ count: string }>(PRUNE);
+      const pruned = Number(rows[0]?.count ?? 0);
+      if (pruned > 0) this.#logger.info({ pruned }, 'forgot daemons gone for more than a day');
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'could not prune workflow.daemons');
     }
   }
 }
