@@ -23,7 +23,6 @@ with candidates as (
      and (executed_at, id) > ($2::timestamp, $3::uuid)
    order by executed_at, id
    limit $4
-   for update skip locked
 ), deleted as (
   delete from workflow.automation_executions e
    using candidates c
@@ -39,8 +38,9 @@ select (select count(*) from deleted)::int as deleted, (select count(*) from can
 /**
  * Executions older than ageMs that no delivery points at. An execution whose delivery is kept (a
  * failed one, or a sent one younger than its own retention) is kept with it and passed over: the
- * cursor walks on, so kept rows are not read again by every batch. SKIP LOCKED: a row someone holds
- * is passed over too, and deleted by a later run.
+ * cursor walks on, so kept rows are not read again by every batch. No FOR UPDATE: nothing locks old
+ * executions, and a lock before the delete writes every row twice (the lock, then the delete, each
+ * with its WAL record); a row someone does hold makes the batch wait lock_timeout and go again.
  */
 export const pruneExecutions: BatchStep = async (client, ageMs, cursor, limit) => {
   const from = (cursor as { at: string; id: string } | undefined) ?? {

@@ -57,7 +57,12 @@ interface PruneJob {
  * Batches rest as long again as they took: pruning a large backlog then takes about half of one
  * connection's time, and bench/retention.ts measured what it leaves the engine.
  */
-const REST_RATIO = 1;
+export const PRUNING_DEFAULTS: Pick<BatchRunOptions, 'batchSize' | 'restRatio' | 'lockTimeoutMs'> =
+  Object.freeze({
+    batchSize: 1_000,
+    restRatio: 1,
+    lockTimeoutMs: 200,
+  });
 
 /** A run prunes for at most this long (or the interval, when longer); the next run goes on. */
 const MIN_PRUNE_BUDGET_MS = 60_000;
@@ -104,7 +109,7 @@ export class MaintenanceJobs {
       { name: 'prunedAllocations', step: pruneAllocations, ageMs: retention.allocationsMs },
       { name: 'prunedScheduleRuns', step: pruneScheduleRuns, ageMs: retention.scheduleTicksMs },
     ];
-    this.#pruning = { restRatio: REST_RATIO, ...options.pruning };
+    this.#pruning = { ...PRUNING_DEFAULTS, ...options.pruning };
   }
 
   /** Runs the jobs now, then every interval. */
