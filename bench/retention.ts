@@ -252,7 +252,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       await batches;
       windows.push({ pruning, pruned: pruned - before, ...drain });
       if (performance.now() - pruneStart > MAX_PRUNE_MS) break;
-      if (!done && i % 8 === 0) {
+      if (!done && windows.length % 10 === 0) {
         ctx.log(`retention: ${formatInt(pruned)} pruned so far`);
       }
     }
