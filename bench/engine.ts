@@ -35,7 +35,7 @@ import { formatInt, formatPercent, formatRatio, markdownTable, median } from './
  */
 
 type Scenario = 'a' | 'b';
-type RuleCount = 10 | 1000;
+export type RuleCount = 10 | 1000;
 
 const RULE_COUNTS: readonly RuleCount[] = [10, 1000];
 const SCENARIOS: readonly Scenario[] = ['a', 'b'];
@@ -151,13 +151,13 @@ const NEVER_CONDITIONS = {
 };
 
 /** Prepared once per connection, so that polling every 10 ms costs the server as little as possible. */
-const EVENTS_EMPTY = {
+export const EVENTS_EMPTY = {
   name: 'bench.events_empty',
   text: 'select not exists (select from workflow.events) as empty',
 };
 
 /** One database per rule set, its rules, and the connections the benchmark drives it with. */
-class RuleDatabase {
+export class RuleDatabase {
   readonly control: pg.Client;
   readonly writer: pg.Client;
   readonly listener: pg.Client;
@@ -181,8 +181,12 @@ class RuleDatabase {
     });
   }
 
-  static async create(ctx: BenchContext, rules: RuleCount): Promise<RuleDatabase> {
-    const url = await ctx.createDatabase(`bench_engine_${rules}_rules`);
+  static async create(
+    ctx: BenchContext,
+    rules: RuleCount,
+    database = `bench_engine_${rules}_rules`,
+  ): Promise<RuleDatabase> {
+    const url = await ctx.createDatabase(database);
     const db = new RuleDatabase(rules, url);
     await db.control.connect();
     await db.writer.connect();

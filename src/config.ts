@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { AllowListError, WebhookAllowList } from './delivery/destination-guard.js';
+import { parseDurationMs } from './duration.js';
 
 /** Everything rulebook reads from its environment, validated once at start-up. */
 export interface Config {
@@ -51,6 +52,17 @@ export interface Config {
     /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
     readonly maintenanceIntervalMs: number;
   };
+  /** RULEBOOK_RETAIN_*: how long the maintenance job keeps rows, in milliseconds; null keeps them forever. */
+  readonly retention: RetentionAges;
+}
+
+export interface RetentionAges {
+  readonly executionsMs: number | null;
+  /** Sent and delivered ones; failed and bounced deliveries are kept until retried or cleaned up. */
+  readonly deliveriesMs: number | null;
+  /** Failed, released or fulfilled ones; an allocation still holding stock is kept. */
+  readonly allocationsMs: number | null;
+  readonly scheduleTicksMs: number | null;
 }
 
 export class ConfigError extends Error {
@@ -123,6 +135,30 @@ function parseWaitSeconds(value: string | undefined): number {
   return seconds;
 }
 
+const DAY_MS = 86_400_000;
+
+/** Executions, deliveries and allocations are kept 90 days, fired ticks 7. */
+export const DEFAULT_RETENTION: RetentionAges = Object.freeze({
+  executionsMs: 90 * DAY_MS,
+  deliveriesMs: 90 * DAY_MS,
+  allocationsMs: 90 * DAY_MS,
+  scheduleTicksMs: 7 * DAY_MS,
+});
+
+/** A retention age: "90d", "12h", "30m", "2w", or 0 to keep forever. */
+function parseRetention(name: string, value: string | undefined, fallbackMs: number): number | null {
+  const text = value?.trim();
+  if (!text) return fallbackMs;
+  if (/^0+$/.test(text)) return null;
+  const ms = parseDurationMs(text);
+  if (ms === undefined) {
+    throw new ConfigError(
+      `${name} must be an age such as 90d, 12h, 30m or 2w (minutes, hours, days, weeks), or 0 to keep forever, got "${text}"`,
+    );
+  }
+  return ms;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
@@ -184,6 +220,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     ),
     scheduler: Object.freeze({
       maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
+    }),
+    retention: Object.freeze({
+      executionsMs: parseRetention(
+        'RULEBOOK_RETAIN_EXECUTIONS',
+        env.RULEBOOK_RETAIN_EXECUTIONS,
+        DEFAULT_RETENTION.executionsMs!,
+      ),
+      deliveriesMs: parseRetention(
+        'RULEBOOK_RETAIN_DELIVERIES',
+        env.RULEBOOK_RETAIN_DELIVERIES,
+        DEFAULT_RETENTION.deliveriesMs!,
+      ),
+      allocationsMs: parseRetention(
+        'RULEBOOK_RETAIN_ALLOCATIONS',
+        env.RULEBOOK_RETAIN_ALLOCATIONS,
+        DEFAULT_RETENTION.allocationsMs!,
+      ),
+      scheduleTicksMs: parseRetention(
+        'RULEBOOK_RETAIN_SCHEDULE_TICKS',
+        env.RULEBOOK_RETAIN_SCHEDULE_TICKS,
+        DEFAULT_RETENTION.scheduleTicksMs!,
+      ),
     }),
   });
 }

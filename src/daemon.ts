@@ -99,6 +99,7 @@ export async function startDaemon(
       databaseUrl: database.url,
       logger,
       intervalMs: config.scheduler.maintenanceIntervalMs,
+      retention: config.retention,
     });
     maintenance.start();
     cleanups.push(() => maintenance.stop());

@@ -430,6 +430,9 @@ describe('maintenance', () => {
       expiredAlerts: 0,
       releasedReservations: 0,
       prunedScheduleRuns: 0,
+      prunedExecutions: 0,
+      prunedDeliveries: 0,
+      prunedAllocations: 0,
       failed: [],
     });
   });

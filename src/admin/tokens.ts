@@ -3,6 +3,7 @@ import { isUuid } from '../is-uuid.js';
 import type { Queryable } from '../db/transaction.js';
 import { AdminError, explainDatabaseError } from './errors.js';
 import { findUserByEmail } from './users.js';
+import { parseDurationMs } from '../duration.js';
 
 export interface CreatedToken {
   readonly id: string;
@@ -38,20 +39,10 @@ export const NEVER = 'never';
 /** How long a token lives when --expires is not given: long enough to be no bother, not forever. */
 export const DEFAULT_EXPIRY = '90d';
 
-const UNITS: Record<string, number> = {
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 7 * 86_400_000,
-};
-
 /** "30d", "12h", "45m", "2w" in milliseconds; null for "never"; undefined when it is not a duration. */
 export function parseDuration(text: string): number | null | undefined {
   if (text === NEVER) return null;
-  const match = /^(\d{1,6})([mhdw])$/.exec(text);
-  if (!match) return undefined;
-  const amount = Number(match[1]);
-  return amount > 0 ? amount * UNITS[match[2]!]! : undefined;
+  return parseDurationMs(text);
 }
 
 export async function createToken(
