@@ -305,6 +305,43 @@ describe('events', () => {
   });
 });
 
+describe('cleanup', () => {
+  it('deletes dead events older than the age from the command and keeps younger ones', async () => {
+    const entityId = await registerEntity(db, 'shop.quiet');
+    await db.query(
+      `insert into workflow.events (entity_id, operation, row_key, new_row, state, attempts, last_error, created_at)
+       select $1::uuid, 'on_create', jsonb_build_object('id', g), jsonb_build_object('id', g), 'dead', 5, 'old',
+              now() - interval '40 days'
+         from generate_series(201, 203) g
+       union all
+       select $1::uuid, 'on_create', '{"id": 204}', '{"id": 204}', 'dead', 5, 'recent', now() - interval '2 days'`,
+      [entityId],
+    );
+    const usage = await rulebook('cleanup', '--dead-events', '--older-than', '30 days');
+    expect(usage.code).toBe(2);
+    expect(usage.output).toMatch(
+      /^rulebook: cleanup: --older-than takes a number and a unit .* got "30 days"/,
+    );
+    const nothing = await rulebook('cleanup', '--older-than', '30d');
+    expect(nothing.code).toBe(2);
+
+    const run = await rulebook('cleanup', '--dead-events', '--older-than', '30d');
+    expect(run.code).toBe(0);
+    expect(run.output).toBe('rulebook: deleted 3 dead events older than 30d\n');
+    const left = await listEvents(admin.pool, { dead: true });
+    expect(left.map((event) => event.lastError)).toEqual(['recent']);
+    const json = await rulebook(
+      'cleanup',
+      '--dead-events',
+      '--failed-deliveries',
+      '--older-than',
+      '1d',
+      '--json',
+    );
+    expect(JSON.parse(json.stdout)).toEqual({ deadEvents: 1, failedDeliveries: 0 });
+  });
+});
+
 describe('deliveries', () => {
   it('sends a failed e-mail again with the same Message-ID, keeping what it went through', async () => {
     const ruleId = await createRule(db, {

@@ -1,4 +1,5 @@
 import type { Command } from './command.js';
+import { cleanupCommand } from './cleanup-command.js';
 import { dbUrlCommand } from './db-command.js';
 import { deliveriesCommand, deliveriesRetryCommand } from './deliveries-command.js';
 import { demoCommand } from './demo-command.js';
@@ -27,6 +28,7 @@ export const COMMANDS: readonly Command[] = [
   eventsRetryCommand,
   deliveriesCommand,
   deliveriesRetryCommand,
+  cleanupCommand,
   roleAddCommand,
   userAddCommand,
   tokenCreateCommand,
