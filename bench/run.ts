@@ -22,6 +22,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   capture: () => import('./capture.js'),
   engine: () => import('./engine.js'),
   retention: () => import('./retention.js'),
+  'outbox-shape': () => import('./outbox-shape.js'),
 };
 
 const USAGE = `usage: npm run bench -- [--only ${Object.keys(MODULES).join(',')}] [--quick]
