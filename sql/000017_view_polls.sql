@@ -43,8 +43,79 @@ language sql immutable as $$
     from unnest(p_key_columns) with ordinality as k (c, o)
 $$;
 
+-- What reading a view runs as the reader: functions its query calls (directly, through operators,
+-- or through the views and row security policies it reads), and the casts to json and output
+-- functions to_jsonb calls for its columns (capture_hazards). A poll reads the view as the daemon,
+-- so code of a role that is not a superuser (the application's own functions, say) would run with
+-- the daemon's privileges on workflow: such views are refused, like tables whose capture would run
+-- such code (000010_privileges.sql). A superuser-owned function is code a superuser vouched for.
+create function workflow.view_hazards(p_relation regclass)
+returns table (relation regclass, hazard text, function_name regprocedure, function_owner name)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive reached (oid, depth) as (
+    select p_relation::oid, 0
+    union
+    select d.refobjid, r.depth + 1
+      from reached r
+      join pg_rewrite rw on rw.ev_class = r.oid
+      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+                      and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.oid
+     -- Views cannot contain themselves; the bound only keeps a damaged catalog from looping.
+     where r.depth < 32
+  ), called (relation, hazard, fn) as (
+    select r.oid, 'function called by the view', d.refobjid
+      from reached r
+      join pg_rewrite rw on rw.ev_class = r.oid
+      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+                      and d.refclassid = 'pg_proc'::regclass
+    union all
+    select r.oid, format('operator %s used by the view', op.oid::regoperator), op.oprcode::oid
+      from reached r
+      join pg_rewrite rw on rw.ev_class = r.oid
+      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+                      and d.refclassid = 'pg_operator'::regclass
+      join pg_operator op on op.oid = d.refobjid
+    union all
+    select r.oid, format('function called by row security policy %I', pol.polname), d.refobjid
+      from reached r
+      join pg_policy pol on pol.polrelid = r.oid
+      join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
+                      and d.refclassid = 'pg_proc'::regclass
+  )
+  select distinct c.relation::regclass, c.hazard, p.oid::regprocedure, o.rolname
+    from called c
+    join pg_proc p on p.oid = c.fn
+    join pg_roles o on o.oid = p.proowner
+   where not o.rolsuper
+  union
+  select p_relation, format('%s of column %I', h.hazard, h.column_name), h.function_name, h.function_owner
+    from workflow.capture_hazards(p_relation) h
+$$;
+
+-- Refuses a view whose reading would run code of a role that is not a superuser (view_hazards).
+create function workflow.check_view_safety(p_entity_name text, p_relation regclass) returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+begin
+  select * into v from workflow.view_hazards(p_relation) order by 1, 3 limit 1;
+  if found then
+    raise exception 'workflow.view_entities "%": reading % runs %, owned by %, which is not a superuser (%); a poll would run it as the daemon',
+      p_entity_name, p_relation, v.function_name, quote_ident(v.function_owner), v.hazard
+      using errcode = 'insufficient_privilege',
+            hint = format('Have a superuser review %s and take it over (alter function %s owner to a superuser), or poll a view that does not call it; see docs/views.md.',
+                          v.function_name, v.function_name);
+  end if;
+end
+$$;
+
 -- Checks a view registration: the entity is a view, its key columns exist in it and identify its
--- rows (checked once here; every poll checks again), and the interval is positive.
+-- rows (checked once here; every poll checks again), and the interval is positive. Not on the
+-- updates a poll makes, which must record a problem even when the view has become one.
 create function workflow.check_view_entity() returns trigger
 language plpgsql as $$
 declare
@@ -89,6 +160,7 @@ begin
                           (select string_agg(quote_ident(attname), ', ' order by attnum) from pg_catalog.pg_attribute
                             where attrelid = v_relation and attnum > 0 and not attisdropped));
   end if;
+  perform workflow.check_view_safety(v_entity.name, v_relation);
   if new.poll_interval <= interval '0' then
     raise exception 'workflow.view_entities "%": poll_interval must be positive, got %', v_entity.name, new.poll_interval
       using errcode = 'invalid_parameter_value';
@@ -115,7 +187,7 @@ begin
 end
 $$;
 
-create trigger check_view_entity before insert or update on workflow.view_entities
+create trigger check_view_entity before insert or update of key_columns, poll_interval on workflow.view_entities
   for each row execute function workflow.check_view_entity();
 
 -- Change rules on a view need its key columns; dropping them would leave such rules silent.
@@ -219,6 +291,7 @@ declare
   v_result record;
   v_message text;
   v_state text;
+  v_reading boolean := false;
 begin
   select * into v_entity from workflow.entities where id = p_entity_id;
   if not found or v_entity.is_active is false then
@@ -255,6 +328,9 @@ begin
       raise exception 'there is no view %.%', quote_ident(coalesce(v_entity.schema_name, 'public')), quote_ident(v_entity.name)
         using errcode = 'undefined_table';
     end if;
+    -- Again at every poll: the view may have been replaced since it was registered.
+    perform workflow.check_view_safety(v_entity.name, v_relation);
+    v_reading := true;
     -- cur is read once (a CTE referenced more than once is materialised). With a duplicate key
     -- every write below sees an empty diff, so the snapshot is left as it was.
     execute format($q$
@@ -299,7 +375,7 @@ begin
       using p_entity_id, v_first, v_operations;
   exception when others then
     get stacked diagnostics v_message = message_text, v_state = returned_sqlstate;
-    if v_state = '42501' then
+    if v_state = '42501' and v_reading then
       v_message := v_message || format(' (the daemon reads the view as itself: grant select on %s to rulebook_daemon)',
                                        coalesce(v_relation::text, v_entity.name));
     end if;

@@ -448,3 +448,75 @@ describe('a view the daemon may not read', () => {
     });
   });
 });
+
+describe("a view that would run its owner's code as the daemon", () => {
+  // The application's owner may write functions and views, and replace a registered view at any
+  // time; a poll must never run that code with the daemon's privileges on workflow.
+  const SNEAKY = `
+    create or replace function billing.sneaky(v int) returns int language plpgsql as $$
+    begin
+      insert into billing.sneaky_calls values (current_user);
+      begin
+        update workflow.automation_rules set is_active = false;
+      exception when insufficient_privilege then null;
+      end;
+      return v;
+    end $$`;
+
+  beforeAll(async () => {
+    await app.query(`create table billing.sneaky_calls (role name)`);
+    await app.query(`grant insert on billing.sneaky_calls to public`);
+    await app.query(SNEAKY);
+  });
+
+  it('is refused at registration, naming the function and its owner (42501)', async () => {
+    await app.query(
+      `create view billing.sneaky_invoices as select billing.sneaky(id) as id, amount from billing.invoices`,
+    );
+    await app.query(`grant select on billing.sneaky_invoices to rulebook_admin, rulebook_daemon`);
+    const error = await failure(dba, `select workflow.register_view('billing.sneaky_invoices', '{id}')`);
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('billing.sneaky(integer)');
+    expect(error.message).toContain(app.name);
+  });
+
+  it('is refused by the poll when a registered view is replaced by one that calls it; nothing of it runs', async () => {
+    await app.query(
+      `create view billing.plain_invoices as select id, amount from billing.invoices where amount > 0`,
+    );
+    await app.query(`grant select on billing.plain_invoices to rulebook_admin, rulebook_daemon`);
+    await dba.query(`select workflow.register_view('billing.plain_invoices', '{id}')`);
+    const ruleId = await viewRule(
+      'plain',
+      'on_create',
+      { title: 't', message: 'm' },
+      undefined,
+      'plain_invoices',
+    );
+    await addInvoice(1, 100, 3);
+    expect(await poll()).toMatchObject({ status: 'snapshot', rows: 1 });
+
+    // Through an operator and a view in between, too.
+    await app.query(`create function billing.sneaky_gt(a numeric, b numeric) returns boolean language sql
+                     as $$ select billing.sneaky(1) = 1 and a > b $$`);
+    await app.query(
+      `create operator billing.>>> (function = billing.sneaky_gt, leftarg = numeric, rightarg = numeric)`,
+    );
+    await app.query(`create view billing.inner_invoices as select id, amount from billing.invoices
+                     where amount operator(billing.>>>) 0`);
+    await app.query(
+      `create or replace view billing.plain_invoices as select id, amount from billing.inner_invoices`,
+    );
+    await addInvoice(2, 200, 3);
+    const result = await poll();
+    expect(result).toMatchObject({ status: 'error', sqlstate: '42501' });
+    expect(result.message).toContain('billing.sneaky_gt(numeric,numeric)');
+    expect(result.message).toContain('operator billing.>>>(numeric,numeric)');
+    expect(await db.query(`select * from billing.sneaky_calls`)).toEqual([]);
+    const [rule] = await db.query<{ is_active: boolean }>(
+      `select is_active from workflow.automation_rules where id = $1`,
+      [ruleId],
+    );
+    expect(rule!.is_active).toBe(true);
+  });
+});
