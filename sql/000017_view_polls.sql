@@ -25,7 +25,7 @@ comment on table workflow.view_entities is
 
 -- One row per row of the view as the last poll saw it. The whole row is kept (not only a hash):
 -- an on_update event carries the old row, and a row compared as jsonb needs nothing computed from
--- the view's side; bench/views.ts measured both (see bench/RESULTS.md).
+-- the view's side; bench/views.ts measured both (docs/views.md has the figures).
 create table workflow.view_snapshots (
   entity_id uuid not null references workflow.view_entities (entity_id) on delete cascade,
   row_key jsonb not null,
@@ -335,7 +335,7 @@ begin
     -- every write below sees an empty diff, so the snapshot is left as it was.
     execute format($q$
       with cur as (
-        select %s as row_key, pg_catalog.to_jsonb(v) as row from %s v
+        select %s as row_key, pg_catalog.to_jsonb(v.*) as row from %s v
       ), dup as (
         select row_key from cur group by row_key having count(*) > 1 limit 1
       ), diff as (
