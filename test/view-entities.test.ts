@@ -6,6 +6,7 @@ import { pollViews, ViewPoller, type ViewPollResult } from '../src/views/view-po
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';
 import { TestRoles, type LoginRole } from './support/roles.js';
+import { startHttp } from './support/staff.js';
 import { waitFor } from './support/wait.js';
 
 // Issue 12, second half: a view registered with key columns fires on_create / on_update /
@@ -422,10 +423,19 @@ describe('a key that stops being unique', () => {
     );
     expect(state!.last_error).toContain('{"customer": "acme"} appears more than once');
 
-    // Fixed, the next poll fires what changed since the snapshot and clears the error.
-    await app.query(`delete from billing.invoices where id = 3`);
-    expect(await poll()).toMatchObject({ status: 'polled', created: 1, fired: 1 });
-    expect((await eventsOf(entityId)).map((e) => e.row_key)).toEqual([{ customer: 'initech' }]);
+    const { server, base } = await startHttp(db);
+    try {
+      const failing = 'rulebook_view_poll_failing{entity="billing.overdue_by_customer"}';
+      expect(await (await fetch(`${base}/metrics`)).text()).toContain(`${failing} 1`);
+
+      // Fixed, the next poll fires what changed since the snapshot and clears the error.
+      await app.query(`delete from billing.invoices where id = 3`);
+      expect(await poll()).toMatchObject({ status: 'polled', created: 1, fired: 1 });
+      expect((await eventsOf(entityId)).map((e) => e.row_key)).toEqual([{ customer: 'initech' }]);
+      expect(await (await fetch(`${base}/metrics`)).text()).toContain(`${failing} 0`);
+    } finally {
+      await server.stop();
+    }
   });
 });
 
