@@ -298,6 +298,35 @@ describe('a view registered with key columns', () => {
     expect(await snapshot()).toHaveLength(2);
   });
 
+  it('reads whole rows even when a column is named like the row alias, and deleting the entity drops its snapshot', async () => {
+    await app.query(`create view billing.letters as select id, customer as v from billing.invoices`);
+    await app.query(`grant select on billing.letters to rulebook_admin, rulebook_daemon`);
+    const [row] = await dba.query<{ id: string }>(
+      `select workflow.register_view('billing.letters', '{id}', '1 minute') as id`,
+    );
+    const entityId = row!.id;
+    const ruleId = await viewRule('renamed', 'on_update', { title: 't', message: 'm' }, undefined, 'letters');
+    await addInvoice(1, 100, 3, 'acme');
+    expect(await poll()).toMatchObject({ status: 'snapshot', rows: 1 });
+    await app.query(`update billing.invoices set customer = 'acme ltd' where id = 1`);
+    expect(await poll()).toMatchObject({ status: 'polled', updated: 1, fired: 1 });
+    expect((await eventsOf(entityId))[0]).toMatchObject({
+      old_row: { id: 1, v: 'acme' },
+      new_row: { id: 1, v: 'acme ltd' },
+    });
+
+    await db.query(`delete from workflow.events where entity_id = $1`, [entityId]);
+    await dba.query(`delete from workflow.rule_actions where automation_rules_id = $1`, [ruleId]);
+    await dba.query(`delete from workflow.automation_rules where id = $1`, [ruleId]);
+    await dba.query(`delete from workflow.entities where id = $1`, [entityId]);
+    expect(await db.query(`select 1 from workflow.view_snapshots where entity_id = $1`, [entityId])).toEqual(
+      [],
+    );
+    expect(await db.query(`select 1 from workflow.view_entities where entity_id = $1`, [entityId])).toEqual(
+      [],
+    );
+  });
+
   it('drops the snapshot of a view no active change rule watches', async () => {
     const entityId = await registerOverdueView();
     const ruleId = await viewRule('any overdue', 'on_create', { title: 't', message: 'm' });
