@@ -14,6 +14,8 @@ create table workflow.view_entities (
   poll_interval interval not null default '1 minute',
   -- When the current snapshot was taken; null until the first poll, which takes it without firing.
   snapshot_at timestamptz,
+  -- The TimeZone the snapshot was read in; later polls read the view in it too (see poll_view).
+  snapshot_timezone text,
   last_polled_at timestamptz,
   -- Why the last poll did not update the snapshot (a duplicate key, a dropped view), or null.
   last_error text,
@@ -273,12 +275,14 @@ $$;
 --   {"status": "idle"}      no active change rule watches it; its snapshot is dropped
 --   {"status": "inactive"}  the entity is inactive or not a registered view
 -- The row lock on view_entities (SKIP LOCKED) is what makes a poll run once across daemons.
--- to_jsonb's rendering of times, intervals and floats depends on settings, which are pinned so that
--- daemons with different session settings see the same rows.
+-- to_jsonb's rendering of times, intervals and floats depends on settings, so daemons with other
+-- session settings would see every row as changed. IntervalStyle and extra_float_digits are pinned.
+-- TimeZone also decides what the view computes (current_date, a cast to date), so it is not pinned
+-- to one value: the first poll reads the view in its session's TimeZone (the database's default
+-- unless the daemon sets one), records it, and later polls read the view in that one.
 create function workflow.poll_view(p_entity_id uuid, p_force boolean default false) returns jsonb
 language plpgsql
 set search_path = pg_catalog, pg_temp
-set timezone = 'UTC'
 set intervalstyle = 'postgres'
 set extra_float_digits = 1
 as $$
@@ -292,6 +296,8 @@ declare
   v_message text;
   v_state text;
   v_reading boolean := false;
+  v_session_timezone text := current_setting('TimeZone');
+  v_timezone text;
 begin
   select * into v_entity from workflow.entities where id = p_entity_id;
   if not found or v_entity.is_active is false then
@@ -323,6 +329,9 @@ begin
   end if;
   v_relation := workflow.entity_relation(v_entity.schema_name, v_entity.name);
   v_first := v_view.snapshot_at is null;
+  v_timezone := case when v_first then v_session_timezone else coalesce(v_view.snapshot_timezone, v_session_timezone) end;
+  -- Local to the transaction (TimeZone has no SET clause here), and put back before returning.
+  perform set_config('TimeZone', v_timezone, true);
   begin
     if v_relation is null then
       raise exception 'there is no view %.%', quote_ident(coalesce(v_entity.schema_name, 'public')), quote_ident(v_entity.name)
@@ -381,8 +390,10 @@ begin
     end if;
     update workflow.view_entities set last_polled_at = now(), last_error = v_message, last_error_at = now()
      where entity_id = p_entity_id;
+    perform set_config('TimeZone', v_session_timezone, true);
     return jsonb_build_object('status', 'error', 'message', v_message, 'sqlstate', v_state);
   end;
+  perform set_config('TimeZone', v_session_timezone, true);
   if v_result.duplicate_key is not null then
     v_message := format('key column(s) %s do not identify the rows of %s: the key %s appears more than once',
                         array_to_string(v_view.key_columns, ', '), v_relation, v_result.duplicate_key);
@@ -391,7 +402,8 @@ begin
     return jsonb_build_object('status', 'duplicate_key', 'key', v_result.duplicate_key, 'message', v_message);
   end if;
   update workflow.view_entities
-     set snapshot_at = now(), last_polled_at = now(), last_error = null, last_error_at = null
+     set snapshot_at = now(), snapshot_timezone = v_timezone, last_polled_at = now(), last_error = null,
+         last_error_at = null
    where entity_id = p_entity_id;
   if v_first then
     return jsonb_build_object('status', 'snapshot', 'rows', v_result.rows);

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/engine/engine.js';
@@ -325,6 +326,48 @@ describe('a view registered with key columns', () => {
     expect(await db.query(`select 1 from workflow.view_entities where entity_id = $1`, [entityId])).toEqual(
       [],
     );
+  });
+
+  it('reads the view in the time zone of its snapshot, whatever the polling session uses', async () => {
+    await app.query(
+      `create view billing.invoice_times as
+         select id, due::timestamptz as due_at, (due::timestamptz + interval '20 hours')::date as grace_day
+           from billing.invoices`,
+    );
+    await app.query(`grant select on billing.invoice_times to rulebook_admin, rulebook_daemon`);
+    const [row] = await dba.query<{ id: string }>(
+      `select workflow.register_view('billing.invoice_times', '{id}', '1 minute') as id`,
+    );
+    const entityId = row!.id;
+    await viewRule('due moved', 'on_update', { title: 't', message: 'm' }, undefined, 'invoice_times');
+    await addInvoice(1, 100, 3);
+    const inZone = async (zone: string) => {
+      const pool = new pg.Pool({ connectionString: daemon.url, max: 1, options: `-c TimeZone=${zone}` });
+      try {
+        return await pollViews(pool, { force: true });
+      } finally {
+        await pool.end();
+      }
+    };
+    expect(await inZone('UTC')).toMatchObject([{ status: 'snapshot', rows: 1 }]);
+    // Read in Tokyo, every time and the day computed from it would differ: nothing fires.
+    expect(await inZone('Asia/Tokyo')).toMatchObject([{ status: 'polled', updated: 0, fired: 0 }]);
+    await app.query(`update billing.invoices set due = due - 1 where id = 1`);
+    expect(await inZone('Asia/Tokyo')).toMatchObject([{ status: 'polled', updated: 1, fired: 1 }]);
+    const [event] = await eventsOf(entityId);
+    expect(String(event!.old_row!.due_at)).toMatch(/T00:00:00\+00:00$/);
+    // The polling session's own setting is left as it was, within the transaction too.
+    const tokyo = new pg.Client({ connectionString: daemon.url, options: '-c TimeZone=Asia/Tokyo' });
+    await tokyo.connect();
+    try {
+      await tokyo.query('begin');
+      await tokyo.query(`select workflow.poll_view($1, true)`, [entityId]);
+      const { rows } = await tokyo.query<{ tz: string }>(`select current_setting('TimeZone') as tz`);
+      await tokyo.query('commit');
+      expect(rows[0]!.tz).toBe('Asia/Tokyo');
+    } finally {
+      await tokyo.end();
+    }
   });
 
   it('drops the snapshot of a view no active change rule watches', async () => {
