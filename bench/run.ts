@@ -23,6 +23,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   engine: () => import('./engine.js'),
   retention: () => import('./retention.js'),
   'outbox-shape': () => import('./outbox-shape.js'),
+  views: () => import('./views.js'),
 };
 
 const USAGE = `usage: npm run bench -- [--only ${Object.keys(MODULES).join(',')}] [--quick]

@@ -12,6 +12,7 @@ import { HttpServer } from './http/server.js';
 import type { Logger } from './logger.js';
 import { MaintenanceJobs } from './scheduler/maintenance.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { ViewPoller } from './views/view-poller.js';
 
 export interface DaemonOptions {
   readonly http: boolean;
@@ -23,6 +24,7 @@ export interface RunningDaemon {
   readonly engine: Engine;
   readonly scheduler: Scheduler;
   readonly maintenance: MaintenanceJobs;
+  readonly views: ViewPoller;
   readonly http: HttpServer | undefined;
   readonly database: Database;
   stop(): Promise<void>;
@@ -104,6 +106,12 @@ export async function startDaemon(
     maintenance.start();
     cleanups.push(() => maintenance.stop());
 
+    // Polls views registered for change rules (docs/views.md); looks for due views as often as the
+    // engine looks for work.
+    const views = new ViewPoller({ databaseUrl: database.url, logger, tickMs: config.engine.pollIntervalMs });
+    views.start();
+    cleanups.push(() => views.stop());
+
     const deliveries = new DeliveryWorker({ databaseUrl: database.url, logger, ...config.delivery });
     await deliveries.start();
     cleanups.push(() => deliveries.stop());
@@ -129,7 +137,7 @@ export async function startDaemon(
       const server = http;
       cleanups.push(() => server.stop());
     }
-    return { engine, scheduler, maintenance, http, database, stop };
+    return { engine, scheduler, maintenance, views, http, database, stop };
   } catch (error) {
     await stop();
     throw error;

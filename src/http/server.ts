@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
+import { viewPollMetrics } from '../views/view-poll-metrics.js';
 import { sendJson } from './respond.js';
 import { StaffApi, type StaffApiOptions } from './staff-api.js';
 
@@ -158,6 +159,7 @@ export class HttpServer {
         .map((r) => `rulebook_deliveries{status="${r.label}"} ${r.count}`),
     ];
     parts.push(lines.join('\n') + '\n');
+    parts.push(await viewPollMetrics(this.options.pool));
     response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     response.end(parts.join(''));
   }

@@ -1,0 +1,171 @@
+import type pg from 'pg';
+import { createPool } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+
+/** What one poll of one view did (workflow.poll_view's answer, with the view named). */
+export interface ViewPollResult {
+  readonly entityId: string;
+  readonly entityName: string;
+  readonly status:
+    'polled' | 'snapshot' | 'duplicate_key' | 'error' | 'busy' | 'not_due' | 'idle' | 'inactive';
+  /** Rows the view held (polled, snapshot). */
+  readonly rows?: number;
+  readonly created?: number;
+  readonly updated?: number;
+  readonly deleted?: number;
+  /** Events written: changes that an active rule of their kind watches. */
+  readonly fired?: number;
+  /** A key that appears more than once in the view (duplicate_key). */
+  readonly key?: unknown;
+  readonly message?: string;
+  readonly sqlstate?: string;
+}
+
+export interface PollViewsOptions {
+  /** Polls views whose interval has not passed yet too (tests, `rulebook` commands). */
+  readonly force?: boolean;
+  readonly logger?: Logger;
+}
+
+const DUE_VIEWS = 'select entity_id, entity_name from workflow.due_view_polls()';
+const ALL_VIEWS = `
+select v.entity_id, format('%s.%s', coalesce(e.schema_name, 'public'), e.name) as entity_name
+  from workflow.view_entities v join workflow.entities e on e.id = v.entity_id
+ where e.is_active is not false
+ order by v.last_polled_at nulls first`;
+const POLL_VIEW = 'select workflow.poll_view($1, $2) as result';
+
+/**
+ * Polls every registered view that is due (all of them with `force`), each in a transaction of its
+ * own: a slow or broken view delays the others but never undoes their polls. Safe to run from any
+ * number of daemons at once: workflow.poll_view locks the view's row with SKIP LOCKED, so each
+ * change is written once. Problems (a duplicate key, a view that cannot be read) are returned and
+ * logged, never thrown; only a failure to reach the database is.
+ */
+export async function pollViews(pool: pg.Pool, options: PollViewsOptions = {}): Promise<ViewPollResult[]> {
+  const force = options.force ?? false;
+  const { rows: views } = await pool.query<{ entity_id: string; entity_name: string }>(
+    force ? ALL_VIEWS : DUE_VIEWS,
+  );
+  const results: ViewPollResult[] = [];
+  for (const view of views) {
+    const { rows } = await pool.query<{ result: Omit<ViewPollResult, 'entityId' | 'entityName'> }>(
+      POLL_VIEW,
+      [view.entity_id, force],
+    );
+    const result: ViewPollResult = {
+      entityId: view.entity_id,
+      entityName: view.entity_name,
+      ...rows[0]!.result,
+    };
+    if (options.logger) logResult(options.logger, result);
+    results.push(result);
+  }
+  return results;
+}
+
+function logResult(logger: Logger, result: ViewPollResult): void {
+  const entity = { entity: result.entityName, entityId: result.entityId };
+  switch (result.status) {
+    case 'duplicate_key':
+      logger.error({ ...entity, duplicateKey: result.key }, `view poll refused: ${result.message}`);
+      break;
+    case 'error':
+      logger.error({ ...entity, sqlstate: result.sqlstate }, `view poll failed: ${result.message}`);
+      break;
+    case 'snapshot':
+      logger.info({ ...entity, rows: result.rows }, 'view snapshot taken; changes from now on fire rules');
+      break;
+    case 'polled':
+      if ((result.fired ?? 0) > 0) {
+        logger.debug(
+          { ...entity, created: result.created, updated: result.updated, deleted: result.deleted },
+          'view changes queued',
+        );
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+export interface ViewPollerOptions {
+  readonly databaseUrl: string;
+  readonly logger: Logger;
+  /** How often to look for views whose poll is due; each view's own interval is in the database. */
+  readonly tickMs?: number;
+}
+
+/** Counts since start, by outcome; a view that keeps failing shows in `failed` and in the logs. */
+export interface ViewPollerStats {
+  readonly polls: number;
+  readonly eventsWritten: number;
+  readonly failed: number;
+}
+
+/** The daemon's view poller: every tick, polls the views that are due (see {@link pollViews}). */
+export class ViewPoller {
+  readonly #logger: Logger;
+  readonly #pool: pg.Pool;
+  readonly #tickMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  #polls = 0;
+  #eventsWritten = 0;
+  #failed = 0;
+
+  constructor(options: ViewPollerOptions) {
+    this.#logger = options.logger.child({ component: 'view-poller' });
+    this.#tickMs = options.tickMs ?? 1_000;
+    this.#pool = createPool({
+      databaseUrl: options.databaseUrl,
+      max: 1,
+      applicationName: 'rulebook-view-poller',
+      logger: this.#logger,
+    });
+  }
+
+  get stats(): ViewPollerStats {
+    return { polls: this.#polls, eventsWritten: this.#eventsWritten, failed: this.#failed };
+  }
+
+  start(): void {
+    this.#stopping = false;
+    this.#tick(0);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+    await this.#pool.end();
+  }
+
+  /** Polls the views that are due now. */
+  async pollOnce(options: { force?: boolean } = {}): Promise<ViewPollResult[]> {
+    const results = await pollViews(this.#pool, { ...options, logger: this.#logger });
+    for (const result of results) {
+      if (result.status === 'polled' || result.status === 'snapshot') this.#polls++;
+      if (result.status === 'duplicate_key' || result.status === 'error') this.#failed++;
+      this.#eventsWritten += result.fired ?? 0;
+    }
+    return results;
+  }
+
+  #tick(delay: number): void {
+    if (this.#stopping) return;
+    this.#timer = setTimeout(() => {
+      this.#running = this.pollOnce()
+        .then(() => undefined)
+        .catch((error: unknown) => {
+          this.#logger.warn({ err: error }, 'views could not be polled');
+        })
+        .finally(() => {
+          this.#running = undefined;
+          this.#tick(this.#tickMs);
+        });
+    }, delay);
+  }
+}
