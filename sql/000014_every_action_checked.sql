@@ -990,10 +990,6 @@ begin
 end
 $$;
 
-drop trigger check_action_template on workflow.action_templates;
-create trigger check_action_template before insert or update of action_type, default_config on workflow.action_templates
-  for each row execute function workflow.check_action_template();
-
 -- A rule's own checks (sql/000003 check_automation_rule), callable outside the trigger.
 create function workflow.check_rule_definition(p_rule workflow.automation_rules) returns void
 language plpgsql stable as $$
