@@ -252,7 +252,7 @@ describe('create_alert configs are checked when the rule is written', () => {
     ]);
     expect(user.code).toBe('23503');
     expect(user.message).toBe(
-      `rule action "tell ghost" (${actionId}) of rule "checked rule": create_alert recipient user ${ghost} does not exist in core.users`,
+      `rule "checked rule" (${ruleId}), action #1 "tell ghost" (${actionId}, create_alert): create_alert recipient user ${ghost} does not exist in core.users`,
     );
     const role = await failure(INSERT_ACTION, [
       actionId,
@@ -263,7 +263,7 @@ describe('create_alert configs are checked when the rule is written', () => {
     ]);
     expect(role.code).toBe('23503');
     expect(role.message).toContain(`create_alert recipient role ${ghost} does not exist in core.roles`);
-    expect(role.message).toContain(`rule action "tell ghosts" (${actionId})`);
+    expect(role.message).toContain(`action #1 "tell ghosts" (${actionId}, create_alert)`);
 
     // Updating a good action to a bad recipient is refused as well.
     await db.query(INSERT_ACTION, [actionId, ruleId, 'tell ann', config({ users: [annId] }), null]);
@@ -301,15 +301,15 @@ describe('create_alert configs are checked when the rule is written', () => {
       ]);
       expect(error, message).toMatchObject({ code: '22023' });
       expect(error.message).toContain(
-        `rule action "bad" (22222222-2222-4222-8222-222222222222) of rule "checked values": ${message}`,
+        `rule "checked values" (${ruleId}), action #1 "bad" (22222222-2222-4222-8222-222222222222, create_alert): ${message}`,
       );
     }
-    // Other action types are not create_alert's business.
+    // A library user's own action types are not checked by the database.
     await db.query(INSERT_ACTION, [
       '33333333-3333-4333-8333-333333333333',
       ruleId,
       'other',
-      JSON.stringify({ action_type: 'update_field', recipients: { users: [ghost] } }),
+      JSON.stringify({ action_type: 'test_log', recipients: { users: [ghost] } }),
       null,
     ]);
   });
@@ -363,7 +363,7 @@ describe('create_alert configs are checked when the rule is written', () => {
     );
     expect(broken.code).toBe('22023');
     expect(broken.message).toContain(
-      `rule action "good" (${actionId}), through action template "warehouse alert"`,
+      `action template "warehouse alert" (${template!.id}): this change would break rule "templated alerts" (${ruleId}), action #1 "good" (${actionId}, create_alert)`,
     );
   });
 

@@ -274,8 +274,13 @@ describe('send_email', () => {
 
   it('expands a role to its active members; an unknown id or an empty role fails the action', async () => {
     const roleRule = await emailRule('SO-3', { to: [managersRole], subject: 'To managers', text: 'Hi' });
-    const unknownId = '00000000-0000-4000-8000-000000000001';
+    // A user deleted after the rule was written (an unknown id is refused when the rule is written).
+    const [ghost] = await db.query<{ id: string }>(
+      `insert into core.users (email, name) values ('ghost@example.com', 'Ghost') returning id`,
+    );
+    const unknownId = ghost!.id;
     const unknownRule = await emailRule('SO-3', { to: [users.ann, unknownId], subject: 'x', text: 'x' });
+    await db.query(`delete from core.users where id = $1`, [unknownId]);
     const emptyRule = await emailRule('SO-3', { to: [emptyRole], subject: 'x', text: 'x' });
     worker = startWorker(db, { smtpUrl: smtp.url });
     await worker.start();
@@ -415,12 +420,21 @@ describe('send_email', () => {
   });
 
   it('rejects a config without a body or with an address that is not one', async () => {
-    const noBody = await emailRule('SO-8', { to: ['ann@example.com'], subject: 'x' });
+    await expect(emailRule('SO-8', { to: ['ann@example.com'], subject: 'x' })).rejects.toMatchObject({
+      code: '22023',
+      message: expect.stringContaining('send_email config needs text, html or both') as unknown,
+    });
+    await expect(
+      emailRule('SO-8', { to: ['not an address'], subject: 'x', text: 'x' }),
+    ).rejects.toMatchObject({
+      code: '22023',
+      message: expect.stringContaining(
+        'send_email config.to[0] is "not an address", which is neither an e-mail address nor a user or role id',
+      ) as unknown,
+    });
+    // What a template renders to is known only when the row is there.
     const badAddress = await emailRule('SO-8', { to: ['{{note}}'], subject: 'x', text: 'x' });
     await order('SO-8', { note: 'not an address' });
-    expect((await executionOf(noBody)).error_message).toContain(
-      'send_email: config needs text, html or both',
-    );
     expect((await executionOf(badAddress)).error_message).toContain(
       'send_email: config.to[0] is "not an address", which is neither an e-mail address nor a user or role id',
     );

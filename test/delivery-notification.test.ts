@@ -188,28 +188,45 @@ describe('send_notification', () => {
     );
   });
 
-  it('fails the action for unknown or mistyped recipients and unknown channels', async () => {
+  it('refuses unknown or mistyped recipients and unknown channels when the rule is written', async () => {
     const unknownRole = '00000000-0000-4000-8000-0000000000aa';
-    const unknown = await notificationRule('T-2', {
-      recipients: { users: [opsRole], roles: [unknownRole] },
-      title: 'x',
+    await expect(
+      notificationRule('T-2', { recipients: { users: [opsRole] }, title: 'x' }),
+    ).rejects.toMatchObject({
+      code: '22023',
+      message: expect.stringContaining(
+        `config.recipients.users[0] is role ${opsRole}, but it must be a user`,
+      ) as unknown,
     });
-    const badChannel = await notificationRule('T-2', {
-      recipients: { users: [ann] },
-      channels: ['in_app', 'pigeon'],
-      title: 'x',
+    await expect(
+      notificationRule('T-2', { recipients: { users: [ann], roles: [unknownRole] }, title: 'x' }),
+    ).rejects.toMatchObject({
+      code: '23503',
+      message: expect.stringContaining(
+        `config.recipients.roles[0] names role ${unknownRole}, which does not exist in core.roles`,
+      ) as unknown,
     });
+    await expect(
+      notificationRule('T-2', { recipients: { users: [ann] }, channels: ['in_app', 'pigeon'], title: 'x' }),
+    ).rejects.toMatchObject({
+      code: '22023',
+      message: expect.stringContaining('config.channels has "pigeon", which is not a channel') as unknown,
+    });
+  });
+
+  it('fails the action for a role deleted after the rule was written', async () => {
+    const [doomed] = await db.query<{ id: string }>(
+      `insert into core.roles (name) values ('doomed') returning id`,
+    );
+    const unknown = await notificationRule('T-2', { recipients: { roles: [doomed!.id] }, title: 'x' });
+    await db.query(`delete from core.roles where id = $1`, [doomed!.id]);
     await ticket('T-2');
     const execution = await executionOf(unknown);
     expect(execution.status).toBe('failed');
     expect(execution.error_message).toContain(
-      `send_notification: unknown recipients: config.recipients.users[0]: ${opsRole} is a role, not a user; ` +
-        `config.recipients.roles[0]: ${unknownRole} is neither a user (core.users) nor a role (core.roles)`,
+      `send_notification: unknown recipients: config.recipients.roles[0]: ${doomed!.id} is neither a user (core.users) nor a role (core.roles)`,
     );
     expect(await deliveriesOf(db, unknown)).toEqual([]);
-    expect((await executionOf(badChannel)).error_message).toContain(
-      'send_notification: config.channels has unknown channels "pigeon" (known: email, in_app, sms, push)',
-    );
   });
 
   it('defaults to in_app, delivered without any provider configured', async () => {

@@ -19,6 +19,7 @@ import {
 } from './support/delivery.js';
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
+import { TestRoles } from './support/roles.js';
 import { waitFor } from './support/wait.js';
 
 // The receivers listen on 127.0.0.1, which webhooks may reach only when the allow-list names it.
@@ -28,6 +29,7 @@ let db: TestDatabase;
 let engine: Engine;
 let receiver: TestReceiver;
 let worker: DeliveryWorker | undefined;
+let roles: TestRoles;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -41,6 +43,7 @@ beforeAll(async () => {
   )`);
   receiver = await startReceiver();
   engine = await startEngine(db);
+  roles = new TestRoles(db);
 });
 
 afterEach(async () => {
@@ -54,7 +57,9 @@ afterEach(async () => {
 afterAll(async () => {
   await engine?.stop();
   await receiver?.close();
+  await roles?.endPools();
   await db?.drop();
+  await roles?.dropRoles();
 });
 
 function webhookRule(name: string, config: Record<string, unknown>): Promise<string> {
@@ -286,47 +291,121 @@ describe('webhook', () => {
     expect(requests.map((request) => request.headers['idempotency-key'])).toEqual([row.id, row.id]);
   });
 
-  it('fails the action for a URL that is not http(s) or a header rulebook sets itself', async () => {
-    const badUrl = await webhookRule('INV-8', { url: 'ftp://example.com/x' });
-    const badHeader = await webhookRule('INV-8', {
-      url: `${receiver.url}/x`,
-      headers: { 'Idempotency-Key': 'mine' },
-    });
-    const framing = await webhookRule('INV-8', {
-      url: `${receiver.url}/x`,
-      headers: { 'Transfer-Encoding': 'chunked' },
-    });
-    // A row value a header cannot carry fails the action once, instead of every delivery attempt.
+  it('refuses a URL that is not http(s) or a header rulebook sets itself when the rule is written', async () => {
+    const refused = [
+      [
+        { url: 'ftp://example.com/x' },
+        'webhook config.url must be an http:// or https:// URL, got "ftp://example.com/x"',
+      ],
+      [
+        { url: `${receiver.url}/x`, headers: { 'Idempotency-Key': 'mine' } },
+        'webhook config.headers.Idempotency-Key is set by rulebook and cannot be given',
+      ],
+      [
+        { url: `${receiver.url}/x`, headers: { 'Transfer-Encoding': 'chunked' } },
+        'webhook config.headers.Transfer-Encoding is set by rulebook and cannot be given',
+      ],
+    ] as const;
+    for (const [config, message] of refused) {
+      await expect(webhookRule('INV-8', config)).rejects.toMatchObject({
+        code: '22023',
+        message: expect.stringContaining(message) as unknown,
+      });
+    }
+  });
+
+  it('fails the action once for a row value a header cannot carry', async () => {
+    // Known only when the row is there: the action fails once, instead of every delivery attempt.
     const unsendable = await webhookRule('INV-8', {
       url: `${receiver.url}/x`,
       headers: { 'X-Tenant': '{{number}} €' },
     });
     await invoice('INV-8');
-    const execution = (ruleId: string) =>
-      waitFor('the execution', async () => {
-        const [row] = await db.query<{ status: string; error_message: string }>(
-          `select status, error_message from workflow.automation_executions where automation_rules_id = $1`,
-          [ruleId],
-        );
-        return row;
-      });
-    expect(await execution(badUrl)).toMatchObject({
-      status: 'failed',
-      error_message:
-        'action "hook": webhook: config.url must be an http:// or https:// URL, got "ftp://example.com/x"',
+    const execution = await waitFor('the execution', async () => {
+      const [row] = await db.query<{ status: string; error_message: string }>(
+        `select status, error_message from workflow.automation_executions where automation_rules_id = $1`,
+        [unsendable],
+      );
+      return row;
     });
-    expect((await execution(badHeader)).error_message).toContain(
-      'webhook: config.headers.Idempotency-Key is set by rulebook and cannot be given',
-    );
-    expect((await execution(framing)).error_message).toContain(
-      'webhook: config.headers.Transfer-Encoding is set by rulebook and cannot be given',
-    );
-    expect((await execution(unsendable)).error_message).toContain(
+    expect(execution.status).toBe('failed');
+    expect(execution.error_message).toContain(
       'webhook: config.headers.X-Tenant may hold only Latin-1 characters, which is all a header can carry; put other text in the body',
     );
-    for (const rule of [badUrl, badHeader, framing, unsendable]) {
-      expect(await deliveriesOf(db, rule)).toEqual([]);
-    }
+    expect(await deliveriesOf(db, unsendable)).toEqual([]);
+  });
+});
+
+describe('webhook secrets', () => {
+  async function pendingDelivery(ruleId: string) {
+    const [row] = await waitFor('the queued delivery', async () => {
+      const rows = await deliveriesOf(db, ruleId);
+      return rows.length === 1 ? rows : undefined;
+    });
+    return row!;
+  }
+
+  it("are never stored with the payload; the worker signs with the action's secret as it is at send time", async () => {
+    const admin = await roles.login('secret_admin', 'grant rulebook_admin to %I');
+    const reader = await roles.login('secret_reader', 'grant rulebook_outbox_reader to %I');
+    const ruleId = await webhookRule('INV-S1', {
+      url: `${receiver.url}/signed`,
+      body: { n: '{{number}}' },
+      secret: 'first-action-secret',
+    });
+    await invoice('INV-S1');
+    const queued = await pendingDelivery(ruleId);
+
+    const [stored] = await admin.query<{ payload: Record<string, unknown>; text: string }>(
+      `select payload, payload::text as text from workflow.notification_payloads where id = $1`,
+      [queued.notification_id],
+    );
+    expect(stored!.payload).toMatchObject({ kind: 'webhook', own_secret: true });
+    expect(stored!.payload).not.toHaveProperty('secret');
+    expect(stored!.text).not.toContain('first-action-secret');
+    const outbox = await reader.query<{ text: string }>(
+      `select coalesce(string_agg(o::text, ''), '') as text from workflow.outbox o`,
+    );
+    expect(outbox[0]!.text).not.toContain('first-action-secret');
+    await expect(reader.query(`select payload from workflow.notification_payloads`)).rejects.toMatchObject({
+      code: '42501',
+    });
+
+    // Rotated after the delivery was queued: the new secret signs it.
+    await db.query(
+      `update workflow.rule_actions set action_config = action_config || '{"secret": "rotated-secret"}'
+        where automation_rules_id = $1`,
+      [ruleId],
+    );
+    worker = startWorker(db, { webhookAllow, webhookSecret: 'env-secret' });
+    await worker.start();
+    expect((await oneDelivery(ruleId)).status).toBe('delivered');
+    const [request] = receiver.requestsTo('/signed');
+    const signature = request!.headers['x-rulebook-signature'] as string;
+    expect(verifySignature(signature, request!.body, 'rotated-secret')).toBe(true);
+    expect(verifySignature(signature, request!.body, 'env-secret')).toBe(false);
+  });
+
+  it('fail, unsent, when the action and its secret are gone by the time of sending', async () => {
+    const ruleId = await webhookRule('INV-S2', { url: `${receiver.url}/gone`, secret: 'doomed-secret' });
+    await invoice('INV-S2');
+    const queued = await pendingDelivery(ruleId);
+    const [action] = await db.query<{ id: string }>(
+      `select id from workflow.rule_actions where automation_rules_id = $1`,
+      [ruleId],
+    );
+    // The delivery row's reference is what keeps an action from being deleted; without it, it can be.
+    await db.query(`update workflow.notification_deliveries set action_id = null where id = $1`, [queued.id]);
+    await db.query(`delete from workflow.rule_actions where id = $1`, [action!.id]);
+
+    worker = startWorker(db, { webhookAllow, webhookSecret: 'env-secret' });
+    await worker.start();
+    const row = await oneDelivery(ruleId);
+    expect(row.status).toBe('failed');
+    expect(row.error_message).toContain(
+      'no longer exists, and its secret went with it: the request was not sent',
+    );
+    expect(receiver.requestsTo('/gone')).toEqual([]);
   });
 });
 

@@ -284,8 +284,72 @@ describe('update_field on another entity', () => {
     expect(chained!.depth).toBe(1);
   });
 
-  it('fails with a clear error for an unknown entity, column, operator or a value of the wrong type', async () => {
+  it('refuses an unknown entity, column or operator, or a value of the wrong type, when the rule is written', async () => {
     const base = { action_type: 'update_field', field: 'note', value: 'x' };
+    const where = [{ field_name: 'id', operator: 'equals', value: 1 }];
+    const refused: [string, Record<string, unknown>, string, RegExp][] = [
+      [
+        'unregistered',
+        { ...base, target_entity: 'inventory.unregistered', where },
+        '23503',
+        /config\.target_entity "inventory\.unregistered" is not a registered entity/,
+      ],
+      [
+        'unknown column',
+        { ...base, target_entity: 'inventory.items', field: 'colour', where },
+        '23503',
+        /config\.field "colour" is not a column of inventory\.items/,
+      ],
+      [
+        'unknown where column',
+        {
+          ...base,
+          target_entity: 'inventory.items',
+          where: [{ field_name: 'size', operator: 'equals', value: 1 }],
+        },
+        '23503',
+        /config\.where\[0\]\.field_name "size" is not a column of inventory\.items/,
+      ],
+      [
+        'unknown operator',
+        {
+          ...base,
+          target_entity: 'inventory.items',
+          where: [{ field_name: 'id', operator: 'like', value: 1 }],
+        },
+        '22023',
+        /config\.where\[0\]\.operator "like" is not one of equals, not_equals/,
+      ],
+      [
+        'no where',
+        { ...base, target_entity: 'inventory.items' },
+        '22023',
+        /config\.where is required with config\.target_entity/,
+      ],
+      [
+        'wrong type',
+        { ...base, target_entity: 'inventory.items', field: 'qty', value: 'lots', where },
+        '22023',
+        /config\.value "lots" is not a valid integer for inventory\.items\.qty: invalid input syntax for type integer/,
+      ],
+      ['no value', { action_type: 'update_field', field: 'status' }, '22023', /config\.value is required/],
+    ];
+    for (const [name, config, code, message] of refused) {
+      await expect(
+        createRule(db, {
+          name: `refused ${name}`,
+          entity: 'sales.orders',
+          trigger: 'on_create',
+          actions: [{ name, config }],
+        }),
+        name,
+      ).rejects.toMatchObject({ code, message: expect.stringMatching(message) as unknown });
+    }
+  });
+
+  it('fails with a clear error for a rendered value of the wrong type or a column dropped since', async () => {
+    await db.query(`alter table inventory.items add column doomed text`);
+    const where = [{ field_name: 'id', operator: 'equals', value: 1 }];
     const ruleId = await createRule(db, {
       name: 'bad updates',
       entity: 'sales.orders',
@@ -293,67 +357,38 @@ describe('update_field on another entity', () => {
       conditions: [{ field_name: 'label', operator: 'equals', value: 'bad' }],
       actions: [
         {
-          name: 'unregistered',
-          config: {
-            ...base,
-            target_entity: 'inventory.unregistered',
-            where: [{ field_name: 'id', operator: 'equals', value: 1 }],
-          },
-        },
-        {
-          name: 'unknown column',
-          config: {
-            ...base,
-            target_entity: 'inventory.items',
-            field: 'colour',
-            where: [{ field_name: 'id', operator: 'equals', value: 1 }],
-          },
-        },
-        {
-          name: 'unknown where column',
-          config: {
-            ...base,
-            target_entity: 'inventory.items',
-            where: [{ field_name: 'size', operator: 'equals', value: 1 }],
-          },
-        },
-        {
-          name: 'unknown operator',
-          config: {
-            ...base,
-            target_entity: 'inventory.items',
-            where: [{ field_name: 'id', operator: 'like', value: 1 }],
-          },
-        },
-        { name: 'no where', config: { ...base, target_entity: 'inventory.items' } },
-        {
           name: 'wrong type',
           config: {
-            ...base,
+            action_type: 'update_field',
             target_entity: 'inventory.items',
             field: 'qty',
-            value: 'lots',
-            where: [{ field_name: 'id', operator: 'equals', value: 1 }],
+            value: '{{label}}',
+            where,
           },
         },
-        { name: 'no value', config: { action_type: 'update_field', field: 'status' } },
+        {
+          name: 'dropped column',
+          config: {
+            action_type: 'update_field',
+            target_entity: 'inventory.items',
+            field: 'doomed',
+            value: 'x',
+            where,
+          },
+        },
       ],
     });
+    await db.query(`alter table inventory.items drop column doomed`);
     await db.query(`update inventory.items set note = null`);
     engine = await startEngine(db);
     await db.query(`insert into sales.orders (order_number, label) values ('SO-BAD', 'bad')`);
     const [execution] = await waitForExecutions(ruleId);
     expect(execution!.status).toBe('failed');
     const errors = Object.fromEntries(execution!.actions_executed.map((a) => [a.name, a.error]));
-    expect(errors['unregistered']).toMatch(/"inventory\.unregistered" is not a registered entity/);
-    expect(errors['unknown column']).toMatch(/config\.field "colour" is not a column of inventory\.items/);
-    expect(errors['unknown where column']).toMatch(/field_name "size" is not a column of inventory\.items/);
-    expect(errors['unknown operator']).toMatch(/unknown operator "like" \(known: equals, not_equals/);
-    expect(errors['no where']).toMatch(/config\.where is required with config\.target_entity/);
     expect(errors['wrong type']).toMatch(
-      /could not set inventory\.items\.qty to "lots": invalid input syntax for type integer/,
+      /could not set inventory\.items\.qty to "bad": invalid input syntax for type integer/,
     );
-    expect(errors['no value']).toMatch(/config\.value is required/);
+    expect(errors['dropped column']).toMatch(/config\.field "doomed" is not a column of inventory\.items/);
     const [item] = await db.query(`select note, qty from inventory.items where id = 1`);
     expect(item).toEqual({ note: null, qty: 5 });
   });

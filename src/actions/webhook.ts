@@ -156,14 +156,15 @@ export const webhook: ActionHandler = {
     const config = new ConfigReader(TYPE, context.action.config);
     const url = webhookUrl(context, config);
     const body = config.has('body') ? context.renderValue(config.raw('body')) : defaultBody(context);
-    const secret = config.optionalString('secret');
+    // The secret stays in the action: the delivery worker reads it from there when it signs.
+    const ownSecret = config.optionalString('secret') !== undefined;
     const recipientId = urlRecipientId(url);
     const payload: WebhookPayload = {
       kind: 'webhook',
       url,
       body,
       headers: headers(context, config),
-      ...(secret !== undefined ? { secret } : {}),
+      ...(ownSecret ? { own_secret: true as const } : {}),
       timeout_ms: timeoutMs(config),
       addresses: { [recipientId]: url },
     };

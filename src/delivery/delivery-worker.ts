@@ -150,6 +150,23 @@ update workflow.notification_deliveries
          || jsonb_build_object('not_before', now() + $4 * interval '1 millisecond')
  where id = $1 and attempts = $2 and status = 'retrying' and provider_response ->> 'claimed_by' = $3`;
 
+// A webhook action's own secret, as the action runs with it now (template defaults merged).
+const ACTION_SECRET = `
+select workflow.merge_action_config(t.default_config, a.action_config) ->> 'secret' as secret
+  from workflow.rule_actions a
+  left join workflow.action_templates t on t.id = a.template_id
+ where a.id = $1`;
+
+async function readActionSecret(
+  pool: pg.Pool,
+  actionId: string,
+): Promise<{ found: boolean; secret?: string | undefined }> {
+  const { rows } = await pool.query<{ secret: string | null }>(ACTION_SECRET, [actionId]);
+  const row = rows[0];
+  if (!row) return { found: false };
+  return { found: true, secret: row.secret ?? undefined };
+}
+
 interface ClaimRow {
   id: string;
   notification_id: string;
@@ -286,7 +303,14 @@ export class DeliveryWorker {
           timeoutMs: this.#options.providerTimeoutMs,
         }),
       ],
-      ['webhook', new WebhookSender({ secret, guard: this.#webhookGuard })],
+      [
+        'webhook',
+        new WebhookSender({
+          secret,
+          guard: this.#webhookGuard,
+          readActionSecret: (actionId) => readActionSecret(this.#pool, actionId),
+        }),
+      ],
     ]);
   }
 

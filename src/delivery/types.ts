@@ -38,8 +38,11 @@ export interface WebhookPayload {
   /** The JSON body, rendered; sent as JSON.stringify(body). */
   readonly body: unknown;
   readonly headers: Readonly<Record<string, string>>;
-  /** The action's own secret; without one the worker signs with WEBHOOK_SECRET. */
-  readonly secret?: string;
+  /**
+   * The action has a secret of its own, which the worker reads from the action when it signs (it
+   * is never copied here); without one the worker signs with WEBHOOK_SECRET.
+   */
+  readonly own_secret?: true;
   readonly timeout_ms: number;
   /** recipient_id → URL. */
   readonly addresses: Readonly<Record<string, string>>;

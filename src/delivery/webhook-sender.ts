@@ -199,11 +199,50 @@ export async function postSignedJson(request: SignedPost): Promise<DeliveryOutco
   return { status: 'failed', error: `${answered}${quoted}`, response: providerResponse };
 }
 
+/**
+ * Reads a webhook action's own secret at send time: `found` is false when the action is gone;
+ * `secret` is undefined when the action no longer has one.
+ */
+export type ActionSecretReader = (
+  actionId: string,
+) => Promise<{ readonly found: boolean; readonly secret?: string | undefined }>;
+
 /** Sends webhook deliveries: the action's URL, body, headers and secret (else WEBHOOK_SECRET). */
 export class WebhookSender implements ChannelSender {
   constructor(
-    private readonly options: { readonly secret?: string | undefined; readonly guard: DestinationGuard },
+    private readonly options: {
+      readonly secret?: string | undefined;
+      readonly guard: DestinationGuard;
+      readonly readActionSecret: ActionSecretReader;
+    },
   ) {}
+
+  /**
+   * The key that signs this delivery. An action with a secret of its own is signed with it, read
+   * now; when that is no longer possible the delivery fails rather than go out unsigned or signed
+   * with another key than the receiver expects.
+   */
+  async #secret(delivery: ClaimedDelivery): Promise<{ secret: string | undefined } | { error: string }> {
+    if (delivery.payload?.kind !== 'webhook' || delivery.payload.own_secret !== true) {
+      return { secret: this.options.secret };
+    }
+    const action =
+      delivery.actionId === null ? { found: false } : await this.options.readActionSecret(delivery.actionId);
+    if (!action.found) {
+      return {
+        error:
+          `the webhook action ${delivery.actionId ?? '(unknown)'} that queued this delivery no longer exists, ` +
+          'and its secret went with it: the request was not sent, so that it does not go out unsigned',
+      };
+    }
+    if (action.secret) return { secret: action.secret };
+    if (this.options.secret) return { secret: this.options.secret };
+    return {
+      error:
+        `the webhook action ${delivery.actionId} no longer has a secret and WEBHOOK_SECRET is not set: ` +
+        'the request was not sent, so that it does not go out unsigned',
+    };
+  }
 
   async send(delivery: ClaimedDelivery, signal: AbortSignal): Promise<DeliveryOutcome> {
     const payload = delivery.payload;
@@ -214,11 +253,13 @@ export class WebhookSender implements ChannelSender {
         response: null,
       };
     }
+    const key = await this.#secret(delivery);
+    if ('error' in key) return { status: 'failed', error: key.error, response: null };
     return postSignedJson({
       url: payload.url,
       body: JSON.stringify(payload.body ?? null),
       headers: payload.headers,
-      secret: payload.secret ?? this.options.secret,
+      secret: key.secret,
       timeoutMs: payload.timeout_ms,
       delivery,
       success: 'delivered',

@@ -93,7 +93,7 @@ describe('a rule writer storing a config that is not a JSON object', () => {
       expect(error).toMatchObject({
         code: '22023',
         message: expect.stringMatching(
-          /rule action "bad action" .* of rule "Null config target": action_config must be a JSON object/,
+          /rule "Null config target" \(.*\), action #2 "bad action" \(.*\): action_config must be a JSON object/,
         ),
       });
     }
