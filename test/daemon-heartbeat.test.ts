@@ -86,7 +86,8 @@ describe('Heartbeat', () => {
 
       // A row deleted under a running daemon comes back with its next beat.
       await db.query(`delete from workflow.daemons where id = 'hb-one'`);
-      await waitFor('the row to come back', () => daemonRow('hb-one'));
+      const back = await waitFor('the row to come back', () => daemonRow('hb-one'));
+      expect(back.started_at).toEqual(first.started_at);
     } finally {
       await heartbeat.stop();
     }
