@@ -16,11 +16,13 @@ export interface HeartbeatOptions {
 }
 
 // One statement for the first beat and every later one: a row deleted while the daemon runs (by
-// hand, or pruned after a long network partition) comes back with the next beat.
+// hand, or pruned after a long network partition) comes back with the next beat, with the start
+// time the first beat recorded rather than that moment.
 const BEAT = `
-insert into workflow.daemons (id, host, pid, version, heartbeat_interval_ms)
-values ($1, $2, $3, $4, $5)
-on conflict (id) do update set last_heartbeat_at = now(), stopped_at = null`;
+insert into workflow.daemons (id, host, pid, version, heartbeat_interval_ms, started_at)
+values ($1, $2, $3, $4, $5, coalesce($6::timestamptz, now()))
+on conflict (id) do update set last_heartbeat_at = now(), stopped_at = null
+returning started_at`;
 
 const STOP = 'update workflow.daemons set last_heartbeat_at = now(), stopped_at = now() where id = $1';
 
@@ -52,6 +54,7 @@ export class Heartbeat {
   readonly #logger: Logger;
   readonly #pool: pg.Pool;
   readonly #row: unknown[];
+  #startedAt: Date | null = null;
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
   #stopping = false;
@@ -73,7 +76,7 @@ export class Heartbeat {
   async start(): Promise<void> {
     this.#stopping = false;
     try {
-      await this.#pool.query(BEAT, this.#row);
+      await this.#record();
     } catch (error) {
       await this.#pool.end().catch(() => {});
       throw error;
@@ -107,9 +110,14 @@ export class Heartbeat {
     }, this.#options.intervalMs);
   }
 
+  async #record(): Promise<void> {
+    const { rows } = await this.#pool.query<{ started_at: Date }>(BEAT, [...this.#row, this.#startedAt]);
+    this.#startedAt ??= rows[0]?.started_at ?? null;
+  }
+
   async #beat(): Promise<void> {
     try {
-      await this.#pool.query(BEAT, this.#row);
+      await this.#record();
     } catch (error) {
       this.#logger.warn({ err: error }, 'heartbeat failed');
     }

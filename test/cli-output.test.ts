@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { COMMANDS } from '../src/cli/commands.js';
 import { main, parseCommandArgs } from '../src/cli/main.js';
 import { alignedRows, createOutput, formatAge } from '../src/cli/output.js';
@@ -72,6 +72,28 @@ describe('arguments', () => {
     expect(
       parseCommandArgs(command('user add'), ['--email=a@b', '--name', 'A', '--role', 'x', '--role', 'y']),
     ).toMatchObject({ values: { email: 'a@b', name: 'A', role: ['x', 'y'] }, positionals: [] });
+  });
+
+  it('refuses a malformed id with exit 2 and the usage, before opening any database', async () => {
+    // A port nothing listens on: were the database opened first, the command would fail otherwise.
+    vi.stubEnv('DATABASE_URL', 'postgres://nobody:x@127.0.0.1:1/none');
+    try {
+      const cases: [string[], string][] = [
+        [['events', 'show', 'x1'], 'an event id is a whole number, got "x1"'],
+        [['executions', 'show', '12'], 'an execution id is a uuid, got "12"'],
+        [['deliveries', 'retry', '12'], 'a delivery id is a uuid, got "12"'],
+      ];
+      for (const [args, message] of cases) {
+        const run = capture(false);
+        expect(await main(args, run.streams), args.join(' ')).toBe(2);
+        expect(run.err().split('\n').slice(0, 2)).toEqual([
+          `rulebook: ${message}`,
+          expect.stringMatching(new RegExp(`^usage: rulebook ${args[0]} ${args[1]} `)),
+        ]);
+      }
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it('exits 2 with the usage of the command, and 0 with its help', async () => {

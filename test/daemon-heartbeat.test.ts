@@ -86,7 +86,8 @@ describe('Heartbeat', () => {
 
       // A row deleted under a running daemon comes back with its next beat.
       await db.query(`delete from workflow.daemons where id = 'hb-one'`);
-      await waitFor('the row to come back', () => daemonRow('hb-one'));
+      const back = await waitFor('the row to come back', () => daemonRow('hb-one'));
+      expect(back.started_at).toEqual(first.started_at);
     } finally {
       await heartbeat.stop();
     }
@@ -127,6 +128,40 @@ describe('Heartbeat', () => {
     expect(ids).toContain('hb-two');
     expect(ids).not.toContain('old-stopped');
     expect(ids).not.toContain('old-gone');
+  });
+
+  it('prunes with its own operators, whatever schemas the calling daemon searches', async () => {
+    // integer * interval is not in pg_catalog (float8 * interval is, after a cast), so an exact
+    // match in any schema the caller searches (public, where it is writable) would win over it and
+    // run the application owner's code as the daemon.
+    const app = await roles.login('hb_app', 'create schema hb_app authorization %I');
+    await app.query(
+      `create function hb_app.times(integer, interval) returns interval language sql immutable
+         as $$ select interval '-1000 years' $$`,
+    );
+    await app.query(
+      `create operator hb_app.* (leftarg = integer, rightarg = interval, function = hb_app.times)`,
+    );
+    await app.query(`grant usage on schema hb_app to public`);
+    await db.query(
+      `insert into workflow.daemons (id, host, pid, version, heartbeat_interval_ms)
+       values ('hb-live', 'h', 9, 'v', 5000)`,
+    );
+    const client = await daemonRole.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query('set local search_path = hb_app, public');
+      const { rows } = await client.query<{ hijacked: boolean }>(
+        `select 3 * interval '1 second' < interval '0' as hijacked`,
+      );
+      expect(rows[0]!.hijacked).toBe(true);
+      await client.query('select workflow.prune_daemons()');
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+    expect(await daemonRow('hb-live')).toBeDefined();
+    await db.query(`delete from workflow.daemons where id = 'hb-live'`);
   });
 
   it('lets rulebook_admin read workflow.daemons but not write it', async () => {

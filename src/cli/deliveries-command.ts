@@ -4,6 +4,7 @@ import {
   retryDelivery,
   type RetryableStatus,
 } from '../operations/deliveries.js';
+import { isUuid } from '../is-uuid.js';
 import { UsageError, flag, type Command } from './command.js';
 import { JSON_OPTION, LIMIT_OPTION, SINCE_OPTION, limit, sinceSeconds } from './common-options.js';
 import { formatTime } from './output.js';
@@ -74,6 +75,7 @@ Idempotency-Key; --failed (and/or --bounced): all of them, in batches`,
     if (id !== undefined) {
       if (since !== undefined)
         throw new UsageError('deliveries retry: --since goes with --failed or --bounced');
+      if (!isUuid(id)) throw new UsageError(`a delivery id is a uuid, got "${id}"`);
       await withPool((pool) => retryDelivery(pool, id));
       return output.line(`rulebook: delivery ${id} will be sent again`);
     }

@@ -46,7 +46,14 @@ export const eventsShowCommand: Command = {
   options: { json: JSON_OPTION },
   positionals: { min: 1, max: 1 },
   async run({ positionals, output, withPool }) {
-    const event = await withPool((pool) => showEvent(pool, positionals[0]!));
+    const [id] = positionals as [string];
+    // A malformed id is a usage error (exit 2), told before the database is opened.
+    try {
+      parseEventId(id);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    const event = await withPool((pool) => showEvent(pool, id));
     if (output.json) return output.document(event);
     const rows: [string, string][] = [
       ['id', String(event.id)],

@@ -1,5 +1,6 @@
 import { listExecutions, showExecution } from '../operations/executions.js';
-import { flag, stringOption, type Command } from './command.js';
+import { isUuid } from '../is-uuid.js';
+import { UsageError, flag, stringOption, type Command } from './command.js';
 import { JSON_OPTION, LIMIT_OPTION, SINCE_OPTION, limit, sinceSeconds } from './common-options.js';
 import { formatTime } from './output.js';
 
@@ -46,7 +47,9 @@ export const executionsShowCommand: Command = {
   options: { json: JSON_OPTION },
   positionals: { min: 1, max: 1 },
   async run({ positionals, output, withPool }) {
-    const x = await withPool((pool) => showExecution(pool, positionals[0]!));
+    const [id] = positionals as [string];
+    if (!isUuid(id)) throw new UsageError(`an execution id is a uuid, got "${id}"`);
+    const x = await withPool((pool) => showExecution(pool, id));
     if (output.json) return output.document(x);
     output.line(`execution    ${x.id}`);
     output.line(`rule         ${x.ruleName} (${x.ruleId})`);

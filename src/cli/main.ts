@@ -98,10 +98,22 @@ function argumentError(command: Command, error: unknown): UsageError {
   return new UsageError(`${command.name}: ${message}`);
 }
 
+/**
+ * A command's pool. An idle connection the server ends (an embedded server stopping as the command
+ * finishes, an administrator's pg_terminate_backend) makes pg emit 'error' on the pool, and with no
+ * listener that crashes the process with a stack trace instead of the command's own message. Errors
+ * of queries reach their callers through the promises, so the pool's own can be dropped.
+ */
+export function cliPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'rulebook-cli' });
+  pool.on('error', () => {});
+  return pool;
+}
+
 /** Opens the configured database (the embedded one when DATABASE_URL is unset) for one piece of work. */
 async function withPool<T>(work: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const database = await openDatabase(loadConfig());
-  const pool = new pg.Pool({ connectionString: database.url, max: 2, application_name: 'rulebook-cli' });
+  const pool = cliPool(database.url);
   try {
     return await work(pool);
   } finally {

@@ -42,7 +42,7 @@ export const rulesShowCommand: Command = {
     if (rule.description) output.line(`description  ${rule.description}`);
     output.line(`entity       ${rule.entity}`);
     output.line(`trigger      ${rule.trigger}`);
-    output.line(`conditions   ${JSON.stringify(rule.conditions)}`);
+    output.line(`conditions   ${rule.conditions === null ? 'none' : JSON.stringify(rule.conditions)}`);
     output.line(`runs after   ${rule.dependsOn.map((r) => `${r.name} (${r.id})`).join(', ') || '-'}`);
     output.line(`runs before  ${rule.dependents.map((r) => `${r.name} (${r.id})`).join(', ') || '-'}`);
     output.line();

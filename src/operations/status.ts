@@ -118,7 +118,10 @@ export async function scheduledRuleTicks(db: Queryable, count = 3): Promise<Sche
   }
 }
 
-/** What the engine, the delivery worker, the daemons and the scheduler are doing, in one read. */
+/**
+ * What the engine, the delivery worker, the daemons and the scheduler are doing: the queue and the
+ * counts in one query, then the daemons, then the schedules (three reads, not one snapshot).
+ */
 export async function getStatus(db: Queryable): Promise<Status> {
   try {
     const { rows } = await db.query<{
