@@ -113,6 +113,12 @@ export const pruneFinishedDeliveries: BatchStep = (client, ageMs, _cursor, limit
 export const pruneFailedDeliveries: BatchStep = (client, ageMs, _cursor, limit) =>
   deleteDeliveries(client, FAILED_DELIVERIES, ageMs, limit);
 
+// The batches below delete `where key = any (array(select ... limit n for update skip locked))`:
+// the array is computed once and the rows are then fetched by their key (or ctid). With
+// `key in (select ...)` or `using (select ...)` the planner, which cannot see that the subquery
+// returns at most n rows, joins it by a hash over a sequential scan of the whole table: every batch
+// would read every row.
+
 /**
  * Allocation results that hold no stock: failed, released or fulfilled. SKIP LOCKED: an allocation
  * being released right now is left for the next run.
@@ -120,12 +126,12 @@ export const pruneFailedDeliveries: BatchStep = (client, ageMs, _cursor, limit) 
 export const pruneAllocations: BatchStep = async (client, ageMs, _cursor, limit) => {
   const { rowCount } = await client.query(
     `delete from workflow.allocation_results
-      where id in (
+      where id = any (array(
         select id from workflow.allocation_results
          where (allocation_data ->> 'status' = 'failed' or allocation_data ? 'released_at' or allocation_data ? 'fulfilled_at')
            and created_date < localtimestamp - $1::bigint * interval '1 millisecond'
          order by created_date, id limit $2
-         for update skip locked)`,
+         for update skip locked))`,
     [ageMs, limit],
   );
   const deleted = rowCount ?? 0;
@@ -136,11 +142,11 @@ export const pruneAllocations: BatchStep = async (client, ageMs, _cursor, limit)
 export const pruneScheduleRuns: BatchStep = async (client, ageMs, _cursor, limit) => {
   const { rowCount } = await client.query(
     `delete from workflow.schedule_runs
-      where (rule_id, scheduled_for) in (
-        select rule_id, scheduled_for from workflow.schedule_runs
+      where ctid = any (array(
+        select ctid from workflow.schedule_runs
          where fired_at < now() - $1::bigint * interval '1 millisecond'
          order by fired_at limit $2
-         for update skip locked)`,
+         for update skip locked))`,
     [ageMs, limit],
   );
   const deleted = rowCount ?? 0;
@@ -154,13 +160,14 @@ export const pruneScheduleRuns: BatchStep = async (client, ageMs, _cursor, limit
  */
 export const pruneDeadEvents: BatchStep = async (client, ageMs, cursor, limit) => {
   const { rows } = await client.query<{ deleted: number; last_id: string | null }>(
-    `with doomed as (
-       select id from workflow.events
-        where id > $2::bigint and state = 'dead' and created_at < now() - $1::bigint * interval '1 millisecond'
-        order by id limit $3
-        for update skip locked
-     ), deleted as (
-       delete from workflow.events e using doomed where e.id = doomed.id returning e.id
+    `with deleted as (
+       delete from workflow.events
+        where id = any (array(
+          select id from workflow.events
+           where id > $2::bigint and state = 'dead' and created_at < now() - $1::bigint * interval '1 millisecond'
+           order by id limit $3
+           for update skip locked))
+       returning id
      )
      select count(*)::int as deleted, max(id)::text as last_id from deleted`,
     [ageMs, (cursor as string | undefined) ?? '0', limit],
