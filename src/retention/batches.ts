@@ -30,10 +30,11 @@ with candidates as (
      and not exists (select from workflow.notification_deliveries d where d.automation_execution_id = e.id)
   returning e.id
 ), last as (
-  select executed_at::text as executed_at, id::text as id from candidates order by executed_at desc, id desc limit 1
+  -- Output names unlike the columns': ORDER BY would otherwise sort the text, not the timestamp.
+  select executed_at::text as at_text, id::text as id_text from candidates order by executed_at desc, id desc limit 1
 )
 select (select count(*) from deleted)::int as deleted, (select count(*) from candidates)::int as scanned,
-       (select executed_at from last) as last_at, (select id from last) as last_id`;
+       (select at_text from last) as last_at, (select id_text from last) as last_id`;
 
 /**
  * Executions older than ageMs that no delivery points at. An execution whose delivery is kept (a
