@@ -146,7 +146,7 @@ const notification = () => crypto.randomUUID();
 describe('the maintenance job, as the daemon role', () => {
   it('prunes each table at its own age and keeps what is referenced, failed, unfinished or dead', async () => {
     // Executions: 30 days.
-    const oldExecution = await execution(40);
+    await execution(40);
     const youngExecution = await execution(20);
     const executionOfFailed = await execution(40);
     const executionOfSent = await execution(40);
@@ -205,7 +205,6 @@ describe('the maintenance job, as the daemon role', () => {
     ]);
     expect((await db.query(`select 1 from workflow.schedule_runs`)).length).toBe(1);
     expect(await ids('workflow.events')).toEqual([dead]);
-    expect(oldExecution).not.toBe(youngExecution);
   });
 
   it('keeps everything when the ages are 0, however old', async () => {
@@ -316,7 +315,7 @@ describe('the maintenance job, as the daemon role', () => {
   it('never waits for a row a writer holds: it is skipped and pruned by a later run', async () => {
     const n = notification();
     const held = await delivery(n, 'sent', 100);
-    const free = await delivery(notification(), 'sent', 100);
+    await delivery(notification(), 'sent', 100);
     const writer = await db.pool.connect();
     try {
       await writer.query('begin');
@@ -330,7 +329,6 @@ describe('the maintenance job, as the daemon role', () => {
       await writer.query('rollback');
       writer.release();
     }
-    expect(free).not.toBe(held);
     expect(await maintain(DEFAULT_RETENTION)).toMatchObject({ prunedDeliveries: 1 });
     expect(await ids('workflow.notification_deliveries')).toEqual([]);
     expect(await ids('workflow.notification_payloads')).toEqual([]);
@@ -353,7 +351,8 @@ describe('the maintenance job, as the daemon role', () => {
 
 describe('cleanup, as a rulebook_admin member', () => {
   it('deletes dead events and failed deliveries older than asked, with their reads and payloads', async () => {
-    const oldDead = [await event('dead', 40), await event('dead', 31)];
+    await event('dead', 40);
+    await event('dead', 31);
     const youngDead = await event('dead', 5);
     const oldPending = await event('pending', 40);
     const n1 = notification();
@@ -375,7 +374,6 @@ describe('cleanup, as a rulebook_admin member', () => {
     expect(result).toEqual({ deadEvents: 2, failedDeliveries: 2 });
     expect(progress.at(-1)).toBe(4);
     expect(await ids('workflow.events')).toEqual(sorted([youngDead, oldPending]));
-    expect(oldDead).not.toContain(youngDead);
     expect(await ids('workflow.notification_deliveries')).toEqual(sorted([sentBeside, youngFailed]));
     expect(await ids('workflow.notification_reads', 'delivery_id')).toEqual([]);
     // n2's payload stays for its sent delivery.
