@@ -146,7 +146,7 @@ const notification = () => crypto.randomUUID();
 describe('the maintenance job, as the daemon role', () => {
   it('prunes each table at its own age and keeps what is referenced, failed, unfinished or dead', async () => {
     // Executions: 30 days.
-    const oldExecution = await execution(40);
+    await execution(40);
     const youngExecution = await execution(20);
     const executionOfFailed = await execution(40);
     const executionOfSent = await execution(40);
@@ -205,7 +205,6 @@ describe('the maintenance job, as the daemon role', () => {
     ]);
     expect((await db.query(`select 1 from workflow.schedule_runs`)).length).toBe(1);
     expect(await ids('workflow.events')).toEqual([dead]);
-    expect(oldExecution).not.toBe(youngExecution);
   });
 
   it('keeps everything when the ages are 0, however old', async () => {
@@ -275,10 +274,48 @@ describe('the maintenance job, as the daemon role', () => {
     expect(left).toEqual(expect.arrayContaining(keptIds));
   });
 
+  it('walks kept executions in timestamp order whatever the DateStyle of its sessions', async () => {
+    // With DateStyle 'SQL, DMY' the text of 2020-01-31 sorts after that of 2020-02-01: a cursor
+    // taken from the text would step back and read kept rows again.
+    for (const date of ['2020-01-31', '2020-02-01', '2020-02-02', '2020-02-03', '2020-02-04']) {
+      const [row] = await db.query<{ id: string }>(
+        `insert into workflow.automation_executions (automation_rules_id, entity_type, status, executed_at)
+         values ($1, 'orders', 'success', $2::timestamp) returning id`,
+        [ruleId, date],
+      );
+      await delivery(notification(), 'failed', 1, row!.id);
+    }
+    await db.query(`create table public.batch_log (xid xid8)`);
+    await db.query(`grant insert on public.batch_log to ${daemon.name}`);
+    await db.query(
+      `create function public.log_batch() returns trigger language plpgsql as $$
+       begin insert into public.batch_log (xid) values (pg_current_xact_id()); return null; end $$`,
+    );
+    await db.query(
+      `create trigger log_batch after delete on workflow.automation_executions
+         for each statement execute function public.log_batch()`,
+    );
+    await db.query(`alter role ${daemon.name} set datestyle = 'SQL, DMY'`);
+    try {
+      const result = await maintain({ ...DEFAULT_RETENTION, executionsMs: 30 * DAY }, 2);
+      expect(result).toMatchObject({ ran: true, prunedExecutions: 0, failed: [] });
+      // Five kept rows in batches of 2: [31 Jan, 1 Feb], [2 Feb, 3 Feb], [4 Feb], nothing more.
+      expect(await db.query(`select count(distinct xid)::int as batches from public.batch_log`)).toEqual([
+        { batches: 3 },
+      ]);
+    } finally {
+      await db.query(`alter role ${daemon.name} reset datestyle`);
+      await db.query(`drop trigger log_batch on workflow.automation_executions`);
+      await db.query(`drop table public.batch_log`);
+      await db.query(`drop function public.log_batch()`);
+    }
+    expect(await ids('workflow.automation_executions')).toHaveLength(5);
+  });
+
   it('never waits for a row a writer holds: it is skipped and pruned by a later run', async () => {
     const n = notification();
     const held = await delivery(n, 'sent', 100);
-    const free = await delivery(notification(), 'sent', 100);
+    await delivery(notification(), 'sent', 100);
     const writer = await db.pool.connect();
     try {
       await writer.query('begin');
@@ -292,7 +329,6 @@ describe('the maintenance job, as the daemon role', () => {
       await writer.query('rollback');
       writer.release();
     }
-    expect(free).not.toBe(held);
     expect(await maintain(DEFAULT_RETENTION)).toMatchObject({ prunedDeliveries: 1 });
     expect(await ids('workflow.notification_deliveries')).toEqual([]);
     expect(await ids('workflow.notification_payloads')).toEqual([]);
@@ -315,7 +351,8 @@ describe('the maintenance job, as the daemon role', () => {
 
 describe('cleanup, as a rulebook_admin member', () => {
   it('deletes dead events and failed deliveries older than asked, with their reads and payloads', async () => {
-    const oldDead = [await event('dead', 40), await event('dead', 31)];
+    await event('dead', 40);
+    await event('dead', 31);
     const youngDead = await event('dead', 5);
     const oldPending = await event('pending', 40);
     const n1 = notification();
@@ -337,7 +374,6 @@ describe('cleanup, as a rulebook_admin member', () => {
     expect(result).toEqual({ deadEvents: 2, failedDeliveries: 2 });
     expect(progress.at(-1)).toBe(4);
     expect(await ids('workflow.events')).toEqual(sorted([youngDead, oldPending]));
-    expect(oldDead).not.toContain(youngDead);
     expect(await ids('workflow.notification_deliveries')).toEqual(sorted([sentBeside, youngFailed]));
     expect(await ids('workflow.notification_reads', 'delivery_id')).toEqual([]);
     // n2's payload stays for its sent delivery.

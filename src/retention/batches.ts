@@ -30,10 +30,11 @@ with candidates as (
      and not exists (select from workflow.notification_deliveries d where d.automation_execution_id = e.id)
   returning e.id
 ), last as (
-  select executed_at::text as executed_at, id::text as id from candidates order by executed_at desc, id desc limit 1
+  -- Output names unlike the columns': ORDER BY would otherwise sort the text, not the timestamp.
+  select executed_at::text as at_text, id::text as id_text from candidates order by executed_at desc, id desc limit 1
 )
 select (select count(*) from deleted)::int as deleted, (select count(*) from candidates)::int as scanned,
-       (select executed_at from last) as last_at, (select id from last) as last_id`;
+       (select at_text from last) as last_at, (select id_text from last) as last_id`;
 
 /**
  * Executions older than ageMs that no delivery points at. An execution whose delivery is kept (a
@@ -113,6 +114,12 @@ export const pruneFinishedDeliveries: BatchStep = (client, ageMs, _cursor, limit
 export const pruneFailedDeliveries: BatchStep = (client, ageMs, _cursor, limit) =>
   deleteDeliveries(client, FAILED_DELIVERIES, ageMs, limit);
 
+// The batches below delete `where key = any (array(select ... limit n for update skip locked))`:
+// the array is computed once and the rows are then fetched by their key (or ctid). With
+// `key in (select ...)` or `using (select ...)` the planner, which cannot see that the subquery
+// returns at most n rows, joins it by a hash over a sequential scan of the whole table: every batch
+// would read every row.
+
 /**
  * Allocation results that hold no stock: failed, released or fulfilled. SKIP LOCKED: an allocation
  * being released right now is left for the next run.
@@ -120,12 +127,12 @@ export const pruneFailedDeliveries: BatchStep = (client, ageMs, _cursor, limit) 
 export const pruneAllocations: BatchStep = async (client, ageMs, _cursor, limit) => {
   const { rowCount } = await client.query(
     `delete from workflow.allocation_results
-      where id in (
+      where id = any (array(
         select id from workflow.allocation_results
          where (allocation_data ->> 'status' = 'failed' or allocation_data ? 'released_at' or allocation_data ? 'fulfilled_at')
            and created_date < localtimestamp - $1::bigint * interval '1 millisecond'
          order by created_date, id limit $2
-         for update skip locked)`,
+         for update skip locked))`,
     [ageMs, limit],
   );
   const deleted = rowCount ?? 0;
@@ -136,11 +143,11 @@ export const pruneAllocations: BatchStep = async (client, ageMs, _cursor, limit)
 export const pruneScheduleRuns: BatchStep = async (client, ageMs, _cursor, limit) => {
   const { rowCount } = await client.query(
     `delete from workflow.schedule_runs
-      where (rule_id, scheduled_for) in (
-        select rule_id, scheduled_for from workflow.schedule_runs
+      where ctid = any (array(
+        select ctid from workflow.schedule_runs
          where fired_at < now() - $1::bigint * interval '1 millisecond'
          order by fired_at limit $2
-         for update skip locked)`,
+         for update skip locked))`,
     [ageMs, limit],
   );
   const deleted = rowCount ?? 0;
@@ -154,13 +161,14 @@ export const pruneScheduleRuns: BatchStep = async (client, ageMs, _cursor, limit
  */
 export const pruneDeadEvents: BatchStep = async (client, ageMs, cursor, limit) => {
   const { rows } = await client.query<{ deleted: number; last_id: string | null }>(
-    `with doomed as (
-       select id from workflow.events
-        where id > $2::bigint and state = 'dead' and created_at < now() - $1::bigint * interval '1 millisecond'
-        order by id limit $3
-        for update skip locked
-     ), deleted as (
-       delete from workflow.events e using doomed where e.id = doomed.id returning e.id
+    `with deleted as (
+       delete from workflow.events
+        where id = any (array(
+          select id from workflow.events
+           where id > $2::bigint and state = 'dead' and created_at < now() - $1::bigint * interval '1 millisecond'
+           order by id limit $3
+           for update skip locked))
+       returning id
      )
      select count(*)::int as deleted, max(id)::text as last_id from deleted`,
     [ageMs, (cursor as string | undefined) ?? '0', limit],
