@@ -24,6 +24,7 @@ let connector: LoginRole;
 const slot = `rulebook_kafka_${randomBytes(4).toString('hex')}`;
 const decoder = new PgOutputDecoder();
 let ordersOnUpdate: string;
+let linesOnDelete: string;
 
 /** The Kafka Connect configuration docs/kafka.md gives, read from the page, so that the test follows it. */
 function documentedConnector(): Record<string, string> {
@@ -150,7 +151,11 @@ beforeAll(async () => {
     trigger: 'on_update',
     conditions: [{ field_name: 'status', operator: 'changed' }],
   });
-  await createRule(db, { name: 'line removed', entity: 'shop.order_lines', trigger: 'on_delete' });
+  linesOnDelete = await createRule(db, {
+    name: 'line removed',
+    entity: 'shop.order_lines',
+    trigger: 'on_delete',
+  });
   roles = new TestRoles(db);
   connector = await roles.login(
     'debezium',
@@ -326,12 +331,31 @@ describe('captured changes in the logical stream', () => {
     await readSlot();
   });
 
-  it('follow a renamed table: events written after the RENAME carry the new schema.table', async () => {
+  it('keep the topic of a renamed table, with workflow.outbox, until its entity takes the new name', async () => {
+    await db.query(`insert into shop.order_lines values (2, 1, 'C-3'), (2, 2, 'D-4'), (2, 3, 'E-5')`);
     await db.query(`alter table shop.order_lines rename to order_items`);
-    await db.query(`delete from shop.order_items where order_id = 1 and line_no = 1`);
-    const events = insertsIntoEvents(await readSlot()).map(streamed);
-    expect(events).toMatchObject([
-      { aggregateType: 'shop.order_items', key: { order_id: 1, line_no: 1 }, operation: 'on_delete' },
+    await db.query(`delete from shop.order_items where order_id = 2 and line_no = 1`);
+    const renamed = insertsIntoEvents(await readSlot());
+    expect(renamed.map(streamed)).toMatchObject([
+      { aggregateType: 'shop.order_lines', key: { order_id: 2, line_no: 1 }, operation: 'on_delete' },
+    ]);
+    expect(await db.query(`select id::text, aggregatetype from workflow.outbox`)).toEqual(
+      renamed.map((row) => ({ id: row.id, aggregatetype: row.aggregate_type })),
+    );
+    await db.query(`delete from workflow.events`);
+
+    await db.query(
+      `update workflow.entities set name = 'order_items' where id = (
+      select entity_id from workflow.automation_rules where id = $1)`,
+      [linesOnDelete],
+    );
+    await db.query(`delete from shop.order_items where order_id = 2 and line_no = 2`);
+    await db.query(`select workflow.run_rule($1, '{"order_id": 2, "line_no": 3, "sku": "E-5"}')`, [
+      linesOnDelete,
+    ]);
+    expect(insertsIntoEvents(await readSlot()).map(streamed)).toMatchObject([
+      { aggregateType: 'shop.order_items', key: { order_id: 2, line_no: 2 }, operation: 'on_delete' },
+      { aggregateType: 'shop.order_items', operation: 'manual', ruleId: linesOnDelete },
     ]);
     await db.query(`delete from workflow.events`);
   });
