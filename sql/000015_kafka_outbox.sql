@@ -79,6 +79,12 @@ update workflow.events ev
  where e.id = ev.entity_id and ev.aggregate_type is null;
 
 -- 000010's generator, writing aggregate_type as one more literal (%10$L); everything else as there.
+-- The literal is the entity's registered schema_name.name, which the fill trigger above and
+-- workflow.outbox use too, not the table's current name: the ALTER TABLE event trigger rewrites
+-- this function after a RENAME without touching workflow.entities, and a literal from pg_class
+-- would then send the table's captured events to a new topic and its run_rule and scheduled events
+-- to the old one. The topic changes when the entity's name is changed (which installs the capture
+-- again).
 create or replace function workflow.write_capture_function(p_entity_id uuid, p_relation regclass) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -162,7 +168,9 @@ begin
 end
 $t$,
     p_relation::oid, v_table, v_schema, v_name, format('%I.%I', v_schema, v_table),
-    p_entity_id, v_new_key, v_old_key, v_values, workflow.outbox_aggregate_type(v_schema, v_table));
+    p_entity_id, v_new_key, v_old_key, v_values,
+    coalesce((select workflow.outbox_aggregate_type(e.schema_name, e.name) from workflow.entities e where e.id = p_entity_id),
+             workflow.outbox_aggregate_type(v_schema, v_table)));
   execute format('create or replace function workflow.%I() returns trigger language plpgsql security definer as %L',
                  v_name, v_body);
   -- EXECUTE is checked when a trigger is created, not when it fires: rulebook_admin registers

@@ -24,19 +24,31 @@ let connector: LoginRole;
 const slot = `rulebook_kafka_${randomBytes(4).toString('hex')}`;
 const decoder = new PgOutputDecoder();
 let ordersOnUpdate: string;
+let linesOnDelete: string;
 
-/** The columns docs/kafka.md's configuration maps: event id, topic, key, payload and envelope fields. */
+/** The Kafka Connect configuration docs/kafka.md gives, read from the page, so that the test follows it. */
+function documentedConnector(): Record<string, string> {
+  const page = fs.readFileSync(new URL('../docs/kafka.md', import.meta.url), 'utf8');
+  const block = /```json\n([\s\S]*?)\n```/.exec(page);
+  if (!block) throw new Error('docs/kafka.md has no JSON connector configuration');
+  return (JSON.parse(block[1]!) as { config: Record<string, string> }).config;
+}
+
+const CONNECTOR = documentedConnector();
+
+/**
+ * The columns the documented configuration maps: the router's event id, key, payload and topic
+ * fields, and every column of table.fields.additional.placement.
+ */
 const MAPPED_COLUMNS = [
-  'id',
-  'aggregate_type',
-  'row_key',
-  'new_row',
-  'operation',
-  'old_row',
-  'actor_id',
-  'depth',
-  'rule_id',
-  'created_at',
+  CONNECTOR['transforms.outbox.table.field.event.id'] ?? 'id',
+  CONNECTOR['transforms.outbox.table.field.event.key'] ?? 'aggregateid',
+  CONNECTOR['transforms.outbox.table.field.event.payload'] ?? 'payload',
+  CONNECTOR['transforms.outbox.route.by.field'] ?? 'aggregatetype',
+  ...(CONNECTOR['transforms.outbox.table.fields.additional.placement'] ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((field) => field.split(':')[0]!.trim()),
 ];
 
 /** What a consumer gets from one decoded INSERT into workflow.events, parsed from PostgreSQL's text. */
@@ -74,9 +86,10 @@ function streamed(row: DecodedRow): StreamedEvent {
  * Everything the slot holds since the last call, consumed, as the connector role reads it. Decoding
  * stops at the WAL flushed to disk, and the test server commits without waiting for the flush
  * (synchronous_commit=off), so the WAL written so far is awaited first, as a streaming connector
- * would wait for it.
+ * would wait for it. `peekThrough` reads the same changes through another publication without
+ * consuming them (each call is a decoding session of its own, which announces relations anew).
  */
-async function readSlot(): Promise<DecodedChange[]> {
+async function readSlot(peekThrough?: string): Promise<DecodedChange[]> {
   const [{ written }] = (await db.query<{ written: string }>(
     `select pg_current_wal_insert_lsn()::text as written`,
   )) as [{ written: string }];
@@ -87,12 +100,13 @@ async function readSlot(): Promise<DecodedChange[]> {
     );
     return row?.flushed;
   });
+  const read = peekThrough ? 'pg_logical_slot_peek_binary_changes' : 'pg_logical_slot_get_binary_changes';
   const rows = await connector.query<{ data: Buffer }>(
-    `select data from pg_logical_slot_get_binary_changes($1, null, null,
-       'proto_version', '1', 'publication_names', 'rulebook_outbox')`,
-    [slot],
+    `select data from ${read}($1, null, null, 'proto_version', '1', 'publication_names', $2)`,
+    [slot, peekThrough ?? 'rulebook_outbox'],
   );
-  return rows.map((row) => decoder.decode(row.data));
+  const session = peekThrough ? new PgOutputDecoder() : decoder;
+  return rows.map((row) => session.decode(row.data));
 }
 
 /** The row changes among `changes` (transaction boundaries and relation announcements left out). */
@@ -137,7 +151,11 @@ beforeAll(async () => {
     trigger: 'on_update',
     conditions: [{ field_name: 'status', operator: 'changed' }],
   });
-  await createRule(db, { name: 'line removed', entity: 'shop.order_lines', trigger: 'on_delete' });
+  linesOnDelete = await createRule(db, {
+    name: 'line removed',
+    entity: 'shop.order_lines',
+    trigger: 'on_delete',
+  });
   roles = new TestRoles(db);
   connector = await roles.login(
     'debezium',
@@ -157,6 +175,32 @@ afterAll(async () => {
   await roles?.endPools();
   await db?.drop();
   await roles?.dropRoles();
+});
+
+describe("docs/kafka.md's connector configuration", () => {
+  it('maps the columns this test checks, reads the publication and table it tests, and excludes no mapped column', () => {
+    expect([...MAPPED_COLUMNS].sort()).toEqual(
+      [
+        'actor_id',
+        'aggregate_type',
+        'created_at',
+        'depth',
+        'id',
+        'new_row',
+        'old_row',
+        'operation',
+        'row_key',
+        'rule_id',
+      ].sort(),
+    );
+    expect(CONNECTOR['plugin.name']).toBe('pgoutput');
+    expect(CONNECTOR['publication.name']).toBe('rulebook_outbox');
+    expect(CONNECTOR['publication.autocreate.mode']).toBe('disabled');
+    // Debezium matches these lists against whole schema.table and schema.table.column names.
+    expect(new RegExp(`^(?:${CONNECTOR['table.include.list']})$`).test('workflow.events')).toBe(true);
+    const excluded = new RegExp(`^(?:${CONNECTOR['column.exclude.list']})$`);
+    for (const column of MAPPED_COLUMNS) expect(excluded.test(`workflow.events.${column}`)).toBe(false);
+  });
 });
 
 describe('the publication rulebook_outbox', () => {
@@ -287,12 +331,31 @@ describe('captured changes in the logical stream', () => {
     await readSlot();
   });
 
-  it('follow a renamed table: events written after the RENAME carry the new schema.table', async () => {
+  it('keep the topic of a renamed table, with workflow.outbox, until its entity takes the new name', async () => {
+    await db.query(`insert into shop.order_lines values (2, 1, 'C-3'), (2, 2, 'D-4'), (2, 3, 'E-5')`);
     await db.query(`alter table shop.order_lines rename to order_items`);
-    await db.query(`delete from shop.order_items where order_id = 1 and line_no = 1`);
-    const events = insertsIntoEvents(await readSlot()).map(streamed);
-    expect(events).toMatchObject([
-      { aggregateType: 'shop.order_items', key: { order_id: 1, line_no: 1 }, operation: 'on_delete' },
+    await db.query(`delete from shop.order_items where order_id = 2 and line_no = 1`);
+    const renamed = insertsIntoEvents(await readSlot());
+    expect(renamed.map(streamed)).toMatchObject([
+      { aggregateType: 'shop.order_lines', key: { order_id: 2, line_no: 1 }, operation: 'on_delete' },
+    ]);
+    expect(await db.query(`select id::text, aggregatetype from workflow.outbox`)).toEqual(
+      renamed.map((row) => ({ id: row.id, aggregatetype: row.aggregate_type })),
+    );
+    await db.query(`delete from workflow.events`);
+
+    await db.query(
+      `update workflow.entities set name = 'order_items' where id = (
+      select entity_id from workflow.automation_rules where id = $1)`,
+      [linesOnDelete],
+    );
+    await db.query(`delete from shop.order_items where order_id = 2 and line_no = 2`);
+    await db.query(`select workflow.run_rule($1, '{"order_id": 2, "line_no": 3, "sku": "E-5"}')`, [
+      linesOnDelete,
+    ]);
+    expect(insertsIntoEvents(await readSlot()).map(streamed)).toMatchObject([
+      { aggregateType: 'shop.order_items', key: { order_id: 2, line_no: 2 }, operation: 'on_delete' },
+      { aggregateType: 'shop.order_items', operation: 'manual', ruleId: linesOnDelete },
     ]);
     await db.query(`delete from workflow.events`);
   });
@@ -343,7 +406,7 @@ describe('what the engine does to the outbox afterwards', () => {
   it('keeps working when a publication of every operation covers workflow.events, as Debezium would create one', async () => {
     // publication.autocreate.mode=filtered creates such a publication; UPDATE and DELETE of a table
     // in it need a replica identity, which the primary key gives. docs/kafka.md says what the
-    // router does with them (drops DELETEs, warns about UPDATEs).
+    // router does with them (drops DELETEs, warns about UPDATEs): such a connector receives them.
     await db.query(`create publication rulebook_all_operations for table workflow.events`);
     try {
       await db.query(`insert into shop.orders (id, status) values (4, 'new')`);
@@ -359,6 +422,12 @@ describe('what the engine does to the outbox afterwards', () => {
         expect((await claimEvents(client, 10, 10)).events.map((event) => event.id)).toEqual([id]);
         await client.query('commit');
       });
+      const everything = rowChanges(await readSlot('rulebook_all_operations'));
+      expect(everything[0]).toMatchObject({ kind: 'insert', row: { id, operation: 'on_create' } });
+      const kinds = new Set(everything.slice(1).map((change) => change.kind));
+      expect(kinds).toEqual(new Set(['update', 'delete']));
+      // The delete names the event by its primary key, the default replica identity.
+      expect(everything.at(-1)).toMatchObject({ kind: 'delete', old: { id, operation: null } });
       expect(insertsIntoEvents(await readSlot()).map(streamed)).toMatchObject([
         { id, operation: 'on_create' },
       ]);
