@@ -46,45 +46,74 @@ language sql immutable as $$
 $$;
 
 -- What reading a view runs as the reader: functions its query calls (directly, through operators,
--- or through the views and row security policies it reads), and the casts to json and output
--- functions to_jsonb calls for its columns (capture_hazards). A poll reads the view as the daemon,
--- so code of a role that is not a superuser (the application's own functions, say) would run with
--- the daemon's privileges on workflow: such views are refused, like tables whose capture would run
+-- or through the views and row security policies it reads, and the views those policies read),
+-- the check constraints of domains it casts to, and the casts to json and output functions
+-- to_jsonb calls for its columns (capture_hazards). A poll reads the view as the daemon, so code
+-- of a role that is not a superuser (the application's own functions, say) would run with the
+-- daemon's privileges on workflow: such views are refused, like tables whose capture would run
 -- such code (000010_privileges.sql). A superuser-owned function is code a superuser vouched for.
+-- Only SELECT rules count (ev_type '1'): a table's INSERT/UPDATE/DELETE rules do not run on a read.
+-- Not listed because no role but a superuser can create them: operator classes (sorts, hashes and
+-- index scans call their support functions), base types' input/output functions, C functions.
+-- Column defaults, triggers and non-SELECT rules of the tables read do not run when they are read.
 create function workflow.view_hazards(p_relation regclass)
 returns table (relation regclass, hazard text, function_name regprocedure, function_owner name)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  with recursive reached (oid, depth) as (
+  with recursive sources (relation, what, classid, objid) as (
+    select rw.ev_class, 'the view', 'pg_rewrite'::regclass, rw.oid
+      from pg_rewrite rw
+     where rw.ev_type = '1'
+    union all
+    select pol.polrelid, format('row security policy %I', pol.polname), 'pg_policy'::regclass, pol.oid
+      from pg_policy pol
+  ), reached (oid, depth) as (
     select p_relation::oid, 0
     union
     select d.refobjid, r.depth + 1
       from reached r
-      join pg_rewrite rw on rw.ev_class = r.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+      join sources s on s.relation = r.oid
+      join pg_depend d on d.classid = s.classid and d.objid = s.objid
                       and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.oid
      -- Views cannot contain themselves; the bound only keeps a damaged catalog from looping.
      where r.depth < 32
+  ), reached_sources (relation, what, classid, objid) as (
+    select s.relation, s.what, s.classid, s.objid
+      from reached r
+      join sources s on s.relation = r.oid
+  ), domains (relation, type_oid, depth) as (
+    -- A cast to a domain (CoerceToDomain) is recorded as a dependency on the domain's type; its
+    -- checks, and those of the domains it is based on, run on every row cast.
+    select distinct rs.relation, d.refobjid, 0
+      from reached_sources rs
+      join pg_depend d on d.classid = rs.classid and d.objid = rs.objid and d.refclassid = 'pg_type'::regclass
+    union
+    select dm.relation, next_type.oid, dm.depth + 1
+      from domains dm
+      join pg_type t on t.oid = dm.type_oid
+     cross join lateral (
+       select t.typbasetype where t.typtype = 'd'
+       union all
+       select t.typelem where t.typelem <> 0
+     ) next_type (oid)
+     where dm.depth < 32
+  ), all_sources (relation, what, classid, objid) as (
+    select rs.relation, rs.what, rs.classid, rs.objid from reached_sources rs
+    union all
+    select dm.relation, format('check constraint %I of domain %s', con.conname, con.contypid::regtype),
+           'pg_constraint'::regclass, con.oid
+      from domains dm
+      join pg_constraint con on con.contypid = dm.type_oid
   ), called (relation, hazard, fn) as (
-    select r.oid, 'function called by the view', d.refobjid
-      from reached r
-      join pg_rewrite rw on rw.ev_class = r.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
-                      and d.refclassid = 'pg_proc'::regclass
+    select s.relation, 'function called by ' || s.what, d.refobjid
+      from all_sources s
+      join pg_depend d on d.classid = s.classid and d.objid = s.objid and d.refclassid = 'pg_proc'::regclass
     union all
-    select r.oid, format('operator %s used by the view', op.oid::regoperator), op.oprcode::oid
-      from reached r
-      join pg_rewrite rw on rw.ev_class = r.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
-                      and d.refclassid = 'pg_operator'::regclass
+    select s.relation, format('operator %s used by %s', op.oid::regoperator, s.what), op.oprcode::oid
+      from all_sources s
+      join pg_depend d on d.classid = s.classid and d.objid = s.objid and d.refclassid = 'pg_operator'::regclass
       join pg_operator op on op.oid = d.refobjid
-    union all
-    select r.oid, format('function called by row security policy %I', pol.polname), d.refobjid
-      from reached r
-      join pg_policy pol on pol.polrelid = r.oid
-      join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
-                      and d.refclassid = 'pg_proc'::regclass
   )
   select distinct c.relation::regclass, c.hazard, p.oid::regprocedure, o.rolname
     from called c

@@ -602,3 +602,44 @@ describe("a view that would run its owner's code as the daemon", () => {
     expect(rule!.is_active).toBe(true);
   });
 });
+
+describe('hazards reached other than through the view query', () => {
+  beforeAll(async () => {
+    await app.query(`create table billing.hidden_calls (role name)`);
+    await app.query(`grant insert on billing.hidden_calls to public`);
+    await app.query(`create function billing.hidden(v int) returns boolean language plpgsql as $$
+                     begin insert into billing.hidden_calls values (current_user); return true; end $$`);
+  });
+
+  it('refuses a view that casts to a domain whose check calls the owner’s function (42501)', async () => {
+    await app.query(`create domain billing.checked_id as int check (billing.hidden(value))`);
+    await app.query(`create domain billing.checked_id2 as billing.checked_id`);
+    await app.query(
+      `create view billing.domain_invoices as select id::billing.checked_id2 as id, amount from billing.invoices`,
+    );
+    await app.query(`grant select on billing.domain_invoices to rulebook_admin, rulebook_daemon`);
+    await addInvoice(1, 100, 3);
+    const error = await failure(dba, `select workflow.register_view('billing.domain_invoices', '{id}')`);
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('billing.hidden(integer)');
+    expect(error.message).toContain('domain billing.checked_id');
+    expect(await db.query(`select * from billing.hidden_calls`)).toEqual([]);
+  });
+
+  it('refuses a view over a table whose row security policy uses the owner’s operator (42501)', async () => {
+    await app.query(`create function billing.hidden_gt(a numeric, b numeric) returns boolean language sql
+                     as $$ select billing.hidden(1) and a > b $$`);
+    await app.query(
+      `create operator billing.>>>> (function = billing.hidden_gt, leftarg = numeric, rightarg = numeric)`,
+    );
+    await app.query(`create table billing.guarded (id int primary key, amount numeric not null)`);
+    await app.query(`alter table billing.guarded enable row level security`);
+    await app.query(`create policy positive on billing.guarded using (amount operator(billing.>>>>) 0)`);
+    await app.query(`create view billing.guarded_view as select id, amount from billing.guarded`);
+    await app.query(`grant select on billing.guarded_view to rulebook_admin, rulebook_daemon`);
+    const error = await failure(dba, `select workflow.register_view('billing.guarded_view', '{id}')`);
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('billing.hidden_gt(numeric,numeric)');
+    expect(error.message).toContain('row security policy positive');
+  });
+});
