@@ -191,6 +191,10 @@ begin
                           (select string_agg(quote_ident(attname), ', ' order by attnum) from pg_catalog.pg_attribute
                             where attrelid = v_relation and attnum > 0 and not attisdropped));
   end if;
+  -- Locked before the check, as in poll_view, so that the read below runs what was checked.
+  if (select relkind from pg_catalog.pg_class where oid = v_relation) = 'v' then
+    execute format('lock table %s in access share mode', v_relation);
+  end if;
   perform workflow.check_view_safety(v_entity.name, v_relation);
   if new.poll_interval <= interval '0' then
     raise exception 'workflow.view_entities "%": poll_interval must be positive, got %', v_entity.name, new.poll_interval
@@ -366,7 +370,15 @@ begin
       raise exception 'there is no view %.%', quote_ident(coalesce(v_entity.schema_name, 'public')), quote_ident(v_entity.name)
         using errcode = 'undefined_table';
     end if;
-    -- Again at every poll: the view may have been replaced since it was registered.
+    -- Again at every poll: the view may have been replaced since it was registered. Locked first
+    -- (LOCK on a view locks the relations it reads too, recursively): a CREATE OR REPLACE VIEW or
+    -- CREATE POLICY committed between the check and the read would otherwise be what the read runs.
+    -- A materialized view cannot be locked this way, and reading one does not run its query.
+    if (select relkind from pg_class where oid = v_relation) = 'v' then
+      v_reading := true; -- LOCK needs the SELECT privilege the read needs
+      execute format('lock table %s in access share mode', v_relation);
+      v_reading := false;
+    end if;
     perform workflow.check_view_safety(v_entity.name, v_relation);
     v_reading := true;
     -- cur is read once (a CTE referenced more than once is materialised). With a duplicate key

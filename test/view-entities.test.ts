@@ -603,6 +603,48 @@ describe("a view that would run its owner's code as the daemon", () => {
   });
 });
 
+describe('a view replaced while a poll waits to read it', () => {
+  it('is checked as replaced: the poll locks the view before checking it', async () => {
+    await app.query(`create view billing.swapped_invoices as select id, amount from billing.invoices`);
+    await app.query(`grant select on billing.swapped_invoices to rulebook_admin, rulebook_daemon`);
+    await dba.query(`select workflow.register_view('billing.swapped_invoices', '{id}')`);
+    await viewRule('swapped', 'on_create', { title: 't', message: 'm' }, undefined, 'swapped_invoices');
+    await addInvoice(1, 100, 3);
+    expect(await poll()).toMatchObject({ status: 'snapshot', rows: 1 });
+    await addInvoice(2, 200, 3);
+
+    // The owner replaces the view in a transaction that is still open when the poll starts: the
+    // poll must not check the old definition and then read the new one.
+    const owner = new pg.Client({ connectionString: app.url });
+    await owner.connect();
+    try {
+      await owner.query('begin');
+      await owner.query(`create table billing.swap_calls (role name)`);
+      await owner.query(`grant insert on billing.swap_calls to public`);
+      await owner.query(`create function billing.swap_fn(v int) returns int language plpgsql as $$
+                         begin insert into billing.swap_calls values (current_user); return v; end $$`);
+      await owner.query(`create or replace view billing.swapped_invoices as
+                           select billing.swap_fn(id) as id, amount from billing.invoices`);
+      const polling = poll();
+      await waitFor('the poll to wait for the view', async () => {
+        const waiting = await db.query(
+          `select 1 from pg_catalog.pg_locks l join pg_catalog.pg_class c on c.oid = l.relation
+            where c.relname = 'swapped_invoices' and not l.granted`,
+        );
+        return waiting.length > 0;
+      });
+      await owner.query('commit');
+      const result = await polling;
+      expect(result).toMatchObject({ status: 'error', sqlstate: '42501' });
+      expect(result.message).toContain('billing.swap_fn(integer)');
+    } finally {
+      await owner.end();
+    }
+    expect(await db.query(`select * from billing.swap_calls`)).toEqual([]);
+    expect(await db.query(`select 1 from workflow.automation_rules where is_active`)).toHaveLength(1);
+  });
+});
+
 describe('hazards reached other than through the view query', () => {
   beforeAll(async () => {
     await app.query(`create table billing.hidden_calls (role name)`);
