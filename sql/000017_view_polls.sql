@@ -309,7 +309,8 @@ $$;
 --   {"status": "inactive"}  the entity is inactive or not a registered view
 -- The row lock on view_entities (SKIP LOCKED) is what makes a poll run once across daemons.
 -- to_jsonb's rendering of times, intervals and floats depends on settings, so daemons with other
--- session settings would see every row as changed. IntervalStyle and extra_float_digits are pinned.
+-- session settings would see every row as changed. IntervalStyle, extra_float_digits and
+-- bytea_output are pinned.
 -- TimeZone also decides what the view computes (current_date, a cast to date), so it is not pinned
 -- to one value: the first poll reads the view in its session's TimeZone (the database's default
 -- unless the daemon sets one), records it, and later polls read the view in that one.
@@ -318,6 +319,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 set intervalstyle = 'postgres'
 set extra_float_digits = 1
+set bytea_output = 'hex'
 as $$
 declare
   v_view workflow.view_entities;

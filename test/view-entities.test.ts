@@ -685,3 +685,27 @@ describe('hazards reached other than through the view query', () => {
     expect(error.message).toContain('row security policy positive');
   });
 });
+
+describe('session settings of the polling daemon', () => {
+  it('do not make bytea columns look changed', async () => {
+    await app.query(
+      `create view billing.invoice_blobs as select id, pg_catalog.convert_to(customer, 'UTF8') as blob from billing.invoices`,
+    );
+    await app.query(`grant select on billing.invoice_blobs to rulebook_admin, rulebook_daemon`);
+    await dba.query(`select workflow.register_view('billing.invoice_blobs', '{id}')`);
+    await viewRule('blob', 'on_update', { title: 't', message: 'm' }, undefined, 'invoice_blobs');
+    await addInvoice(1, 100, 3, 'acme');
+    const inSetting = async (options: string) => {
+      const pool = new pg.Pool({ connectionString: daemon.url, max: 1, options });
+      try {
+        return await pollViews(pool, { force: true });
+      } finally {
+        await pool.end();
+      }
+    };
+    expect(await inSetting('-c bytea_output=hex')).toMatchObject([{ status: 'snapshot', rows: 1 }]);
+    expect(await inSetting('-c bytea_output=escape')).toMatchObject([{ status: 'polled', updated: 0 }]);
+    await app.query(`update billing.invoices set customer = 'acme ltd' where id = 1`);
+    expect(await inSetting('-c bytea_output=escape')).toMatchObject([{ status: 'polled', updated: 1 }]);
+  });
+});
