@@ -686,6 +686,41 @@ describe('hazards reached other than through the view query', () => {
   });
 });
 
+describe('a poll that PL/pgSQL cannot catch', () => {
+  it('is recorded for its view, and the other views are still polled', async () => {
+    await app.query(`create view billing.slow_invoices as
+                       select id, amount from billing.invoices, lateral (select pg_catalog.pg_sleep(5)) s`);
+    await app.query(`grant select on billing.slow_invoices to rulebook_admin, rulebook_daemon`);
+    const [row] = await dba.query<{ id: string }>(
+      `select workflow.register_view('billing.slow_invoices', '{id}') as id`,
+    );
+    // After registering, whose uniqueness check reads the view too.
+    await addInvoice(1, 100, 3);
+    await viewRule('slow', 'on_create', { title: 't', message: 'm' }, undefined, 'slow_invoices');
+    await registerOverdueView();
+    await viewRule('any overdue', 'on_create', { title: 't', message: 'm' });
+    const pool = new pg.Pool({ connectionString: daemon.url, max: 1, options: '-c statement_timeout=1500' });
+    try {
+      const results = await pollViews(pool, { force: true });
+      expect(results.find((r) => r.entityName === 'billing.slow_invoices')).toMatchObject({
+        status: 'error',
+        sqlstate: '57014',
+      });
+      expect(results.find((r) => r.entityName === 'billing.overdue_invoices')).toMatchObject({
+        status: 'snapshot',
+      });
+    } finally {
+      await pool.end();
+    }
+    const [state] = await db.query<{ last_error: string | null; last_polled_at: Date | null }>(
+      `select last_error, last_polled_at from workflow.view_entities where entity_id = $1`,
+      [row!.id],
+    );
+    expect(state!.last_error).toContain('statement timeout');
+    expect(state!.last_polled_at).not.toBeNull();
+  });
+});
+
 describe('session settings of the polling daemon', () => {
   it('do not make bytea columns look changed', async () => {
     await app.query(
