@@ -333,6 +333,7 @@ declare
   v_reading boolean := false;
   v_session_timezone text := current_setting('TimeZone');
   v_timezone text;
+  v_lock_timeout text;
 begin
   select * into v_entity from workflow.entities where id = p_entity_id;
   if not found or v_entity.is_active is false then
@@ -378,7 +379,16 @@ begin
     -- A materialized view cannot be locked this way, and reading one does not run its query.
     if (select relkind from pg_class where oid = v_relation) = 'v' then
       v_reading := true; -- LOCK needs the SELECT privilege the read needs
+      -- A view held by long DDL, or by a transaction its owner leaves open, would otherwise stall
+      -- this daemon's poller (every view it polls after this one) and its shutdown for as long: wait
+      -- at most 5 s, record it, try again at the next interval. A shorter lock_timeout is kept.
+      -- An error undoes the setting with the block's subtransaction.
+      v_lock_timeout := current_setting('lock_timeout');
+      if v_lock_timeout::interval = interval '0' or v_lock_timeout::interval > interval '5 seconds' then
+        perform set_config('lock_timeout', '5s', true);
+      end if;
       execute format('lock table %s in access share mode', v_relation);
+      perform set_config('lock_timeout', v_lock_timeout, true);
       v_reading := false;
     end if;
     perform workflow.check_view_safety(v_entity.name, v_relation);
@@ -427,6 +437,10 @@ begin
       using p_entity_id, v_first, v_operations;
   exception when others then
     get stacked diagnostics v_message = message_text, v_state = returned_sqlstate;
+    if v_state = '55P03' then
+      v_message := v_message || format(' (another session holds a lock on %s or a relation it reads; polled again at the next interval)',
+                                       coalesce(v_relation::text, v_entity.name));
+    end if;
     if v_state = '42501' and v_reading then
       v_message := v_message || format(' (the daemon reads the view as itself: grant select on %s to rulebook_daemon)',
                                        coalesce(v_relation::text, v_entity.name));

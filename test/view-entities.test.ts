@@ -721,6 +721,47 @@ describe('a poll that PL/pgSQL cannot catch', () => {
   });
 });
 
+describe('a view its owner keeps locked', () => {
+  it('fails its poll after a bounded wait, recorded, and the other views are still polled', async () => {
+    // Over a table of its own: LOCK on a view locks the tables it reads too.
+    await app.query(`create table billing.held (id int primary key)`);
+    await app.query(`create view billing.held_invoices as select id from billing.held`);
+    await app.query(`grant select on billing.held_invoices to rulebook_admin, rulebook_daemon`);
+    const [row] = await dba.query<{ id: string }>(
+      `select workflow.register_view('billing.held_invoices', '{id}') as id`,
+    );
+    await viewRule('held', 'on_create', { title: 't', message: 'm' }, undefined, 'held_invoices');
+    await registerOverdueView();
+    await viewRule('any overdue', 'on_create', { title: 't', message: 'm' });
+    const owner = new pg.Client({ connectionString: app.url });
+    await owner.connect();
+    try {
+      await owner.query('begin');
+      await owner.query(`lock table billing.held_invoices in access exclusive mode`);
+      const results = await pollViews(daemon.pool, { force: true });
+      expect(results.find((r) => r.entityName === 'billing.held_invoices')).toMatchObject({
+        status: 'error',
+        sqlstate: '55P03',
+      });
+      expect(results.find((r) => r.entityName === 'billing.overdue_invoices')).toMatchObject({
+        status: 'snapshot',
+      });
+      await owner.query('rollback');
+    } finally {
+      await owner.end();
+    }
+    const [state] = await db.query<{ last_error: string }>(
+      `select last_error from workflow.view_entities where entity_id = $1`,
+      [row!.id],
+    );
+    expect(state!.last_error).toContain('another session holds a lock on billing.held_invoices');
+    // Released, the view is polled as usual.
+    expect(
+      (await pollViews(daemon.pool, { force: true })).find((r) => r.entityName === 'billing.held_invoices'),
+    ).toMatchObject({ status: 'snapshot' });
+  });
+});
+
 describe('session settings of the polling daemon', () => {
   it('do not make bytea columns look changed', async () => {
     await app.query(
