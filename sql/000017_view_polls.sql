@@ -46,45 +46,74 @@ language sql immutable as $$
 $$;
 
 -- What reading a view runs as the reader: functions its query calls (directly, through operators,
--- or through the views and row security policies it reads), and the casts to json and output
--- functions to_jsonb calls for its columns (capture_hazards). A poll reads the view as the daemon,
--- so code of a role that is not a superuser (the application's own functions, say) would run with
--- the daemon's privileges on workflow: such views are refused, like tables whose capture would run
+-- or through the views and row security policies it reads, and the views those policies read),
+-- the check constraints of domains it casts to, and the casts to json and output functions
+-- to_jsonb calls for its columns (capture_hazards). A poll reads the view as the daemon, so code
+-- of a role that is not a superuser (the application's own functions, say) would run with the
+-- daemon's privileges on workflow: such views are refused, like tables whose capture would run
 -- such code (000010_privileges.sql). A superuser-owned function is code a superuser vouched for.
+-- Only SELECT rules count (ev_type '1'): a table's INSERT/UPDATE/DELETE rules do not run on a read.
+-- Not listed because no role but a superuser can create them: operator classes (sorts, hashes and
+-- index scans call their support functions), base types' input/output functions, C functions.
+-- Column defaults, triggers and non-SELECT rules of the tables read do not run when they are read.
 create function workflow.view_hazards(p_relation regclass)
 returns table (relation regclass, hazard text, function_name regprocedure, function_owner name)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  with recursive reached (oid, depth) as (
+  with recursive sources (relation, what, classid, objid) as (
+    select rw.ev_class, 'the view', 'pg_rewrite'::regclass, rw.oid
+      from pg_rewrite rw
+     where rw.ev_type = '1'
+    union all
+    select pol.polrelid, format('row security policy %I', pol.polname), 'pg_policy'::regclass, pol.oid
+      from pg_policy pol
+  ), reached (oid, depth) as (
     select p_relation::oid, 0
     union
     select d.refobjid, r.depth + 1
       from reached r
-      join pg_rewrite rw on rw.ev_class = r.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+      join sources s on s.relation = r.oid
+      join pg_depend d on d.classid = s.classid and d.objid = s.objid
                       and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.oid
      -- Views cannot contain themselves; the bound only keeps a damaged catalog from looping.
      where r.depth < 32
+  ), reached_sources (relation, what, classid, objid) as (
+    select s.relation, s.what, s.classid, s.objid
+      from reached r
+      join sources s on s.relation = r.oid
+  ), domains (relation, type_oid, depth) as (
+    -- A cast to a domain (CoerceToDomain) is recorded as a dependency on the domain's type; its
+    -- checks, and those of the domains it is based on, run on every row cast.
+    select distinct rs.relation, d.refobjid, 0
+      from reached_sources rs
+      join pg_depend d on d.classid = rs.classid and d.objid = rs.objid and d.refclassid = 'pg_type'::regclass
+    union
+    select dm.relation, next_type.oid, dm.depth + 1
+      from domains dm
+      join pg_type t on t.oid = dm.type_oid
+     cross join lateral (
+       select t.typbasetype where t.typtype = 'd'
+       union all
+       select t.typelem where t.typelem <> 0
+     ) next_type (oid)
+     where dm.depth < 32
+  ), all_sources (relation, what, classid, objid) as (
+    select rs.relation, rs.what, rs.classid, rs.objid from reached_sources rs
+    union all
+    select dm.relation, format('check constraint %I of domain %s', con.conname, con.contypid::regtype),
+           'pg_constraint'::regclass, con.oid
+      from domains dm
+      join pg_constraint con on con.contypid = dm.type_oid
   ), called (relation, hazard, fn) as (
-    select r.oid, 'function called by the view', d.refobjid
-      from reached r
-      join pg_rewrite rw on rw.ev_class = r.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
-                      and d.refclassid = 'pg_proc'::regclass
+    select s.relation, 'function called by ' || s.what, d.refobjid
+      from all_sources s
+      join pg_depend d on d.classid = s.classid and d.objid = s.objid and d.refclassid = 'pg_proc'::regclass
     union all
-    select r.oid, format('operator %s used by the view', op.oid::regoperator), op.oprcode::oid
-      from reached r
-      join pg_rewrite rw on rw.ev_class = r.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
-                      and d.refclassid = 'pg_operator'::regclass
+    select s.relation, format('operator %s used by %s', op.oid::regoperator, s.what), op.oprcode::oid
+      from all_sources s
+      join pg_depend d on d.classid = s.classid and d.objid = s.objid and d.refclassid = 'pg_operator'::regclass
       join pg_operator op on op.oid = d.refobjid
-    union all
-    select r.oid, format('function called by row security policy %I', pol.polname), d.refobjid
-      from reached r
-      join pg_policy pol on pol.polrelid = r.oid
-      join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid
-                      and d.refclassid = 'pg_proc'::regclass
   )
   select distinct c.relation::regclass, c.hazard, p.oid::regprocedure, o.rolname
     from called c
@@ -161,6 +190,10 @@ begin
             hint = format('Columns of %s: %s.', v_relation,
                           (select string_agg(quote_ident(attname), ', ' order by attnum) from pg_catalog.pg_attribute
                             where attrelid = v_relation and attnum > 0 and not attisdropped));
+  end if;
+  -- Locked before the check, as in poll_view, so that the read below runs what was checked.
+  if (select relkind from pg_catalog.pg_class where oid = v_relation) = 'v' then
+    execute format('lock table %s in access share mode', v_relation);
   end if;
   perform workflow.check_view_safety(v_entity.name, v_relation);
   if new.poll_interval <= interval '0' then
@@ -276,7 +309,8 @@ $$;
 --   {"status": "inactive"}  the entity is inactive or not a registered view
 -- The row lock on view_entities (SKIP LOCKED) is what makes a poll run once across daemons.
 -- to_jsonb's rendering of times, intervals and floats depends on settings, so daemons with other
--- session settings would see every row as changed. IntervalStyle and extra_float_digits are pinned.
+-- session settings would see every row as changed. IntervalStyle, extra_float_digits and
+-- bytea_output are pinned.
 -- TimeZone also decides what the view computes (current_date, a cast to date), so it is not pinned
 -- to one value: the first poll reads the view in its session's TimeZone (the database's default
 -- unless the daemon sets one), records it, and later polls read the view in that one.
@@ -285,6 +319,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 set intervalstyle = 'postgres'
 set extra_float_digits = 1
+set bytea_output = 'hex'
 as $$
 declare
   v_view workflow.view_entities;
@@ -298,6 +333,7 @@ declare
   v_reading boolean := false;
   v_session_timezone text := current_setting('TimeZone');
   v_timezone text;
+  v_lock_timeout text;
 begin
   select * into v_entity from workflow.entities where id = p_entity_id;
   if not found or v_entity.is_active is false then
@@ -337,7 +373,24 @@ begin
       raise exception 'there is no view %.%', quote_ident(coalesce(v_entity.schema_name, 'public')), quote_ident(v_entity.name)
         using errcode = 'undefined_table';
     end if;
-    -- Again at every poll: the view may have been replaced since it was registered.
+    -- Again at every poll: the view may have been replaced since it was registered. Locked first
+    -- (LOCK on a view locks the relations it reads too, recursively): a CREATE OR REPLACE VIEW or
+    -- CREATE POLICY committed between the check and the read would otherwise be what the read runs.
+    -- A materialized view cannot be locked this way, and reading one does not run its query.
+    if (select relkind from pg_class where oid = v_relation) = 'v' then
+      v_reading := true; -- LOCK needs the SELECT privilege the read needs
+      -- A view held by long DDL, or by a transaction its owner leaves open, would otherwise stall
+      -- this daemon's poller (every view it polls after this one) and its shutdown for as long: wait
+      -- at most 5 s, record it, try again at the next interval. A shorter lock_timeout is kept.
+      -- An error undoes the setting with the block's subtransaction.
+      v_lock_timeout := current_setting('lock_timeout');
+      if v_lock_timeout::interval = interval '0' or v_lock_timeout::interval > interval '5 seconds' then
+        perform set_config('lock_timeout', '5s', true);
+      end if;
+      execute format('lock table %s in access share mode', v_relation);
+      perform set_config('lock_timeout', v_lock_timeout, true);
+      v_reading := false;
+    end if;
     perform workflow.check_view_safety(v_entity.name, v_relation);
     v_reading := true;
     -- cur is read once (a CTE referenced more than once is materialised). With a duplicate key
@@ -384,6 +437,10 @@ begin
       using p_entity_id, v_first, v_operations;
   exception when others then
     get stacked diagnostics v_message = message_text, v_state = returned_sqlstate;
+    if v_state = '55P03' then
+      v_message := v_message || format(' (another session holds a lock on %s or a relation it reads; polled again at the next interval)',
+                                       coalesce(v_relation::text, v_entity.name));
+    end if;
     if v_state = '42501' and v_reading then
       v_message := v_message || format(' (the daemon reads the view as itself: grant select on %s to rulebook_daemon)',
                                        coalesce(v_relation::text, v_entity.name));

@@ -602,3 +602,186 @@ describe("a view that would run its owner's code as the daemon", () => {
     expect(rule!.is_active).toBe(true);
   });
 });
+
+describe('a view replaced while a poll waits to read it', () => {
+  it('is checked as replaced: the poll locks the view before checking it', async () => {
+    await app.query(`create view billing.swapped_invoices as select id, amount from billing.invoices`);
+    await app.query(`grant select on billing.swapped_invoices to rulebook_admin, rulebook_daemon`);
+    await dba.query(`select workflow.register_view('billing.swapped_invoices', '{id}')`);
+    await viewRule('swapped', 'on_create', { title: 't', message: 'm' }, undefined, 'swapped_invoices');
+    await addInvoice(1, 100, 3);
+    expect(await poll()).toMatchObject({ status: 'snapshot', rows: 1 });
+    await addInvoice(2, 200, 3);
+
+    // The owner replaces the view in a transaction that is still open when the poll starts: the
+    // poll must not check the old definition and then read the new one.
+    const owner = new pg.Client({ connectionString: app.url });
+    await owner.connect();
+    try {
+      await owner.query('begin');
+      await owner.query(`create table billing.swap_calls (role name)`);
+      await owner.query(`grant insert on billing.swap_calls to public`);
+      await owner.query(`create function billing.swap_fn(v int) returns int language plpgsql as $$
+                         begin insert into billing.swap_calls values (current_user); return v; end $$`);
+      await owner.query(`create or replace view billing.swapped_invoices as
+                           select billing.swap_fn(id) as id, amount from billing.invoices`);
+      const polling = poll();
+      await waitFor('the poll to wait for the view', async () => {
+        const waiting = await db.query(
+          `select 1 from pg_catalog.pg_locks l join pg_catalog.pg_class c on c.oid = l.relation
+            where c.relname = 'swapped_invoices' and not l.granted`,
+        );
+        return waiting.length > 0;
+      });
+      await owner.query('commit');
+      const result = await polling;
+      expect(result).toMatchObject({ status: 'error', sqlstate: '42501' });
+      expect(result.message).toContain('billing.swap_fn(integer)');
+    } finally {
+      await owner.end();
+    }
+    expect(await db.query(`select * from billing.swap_calls`)).toEqual([]);
+    expect(await db.query(`select 1 from workflow.automation_rules where is_active`)).toHaveLength(1);
+  });
+});
+
+describe('hazards reached other than through the view query', () => {
+  beforeAll(async () => {
+    await app.query(`create table billing.hidden_calls (role name)`);
+    await app.query(`grant insert on billing.hidden_calls to public`);
+    await app.query(`create function billing.hidden(v int) returns boolean language plpgsql as $$
+                     begin insert into billing.hidden_calls values (current_user); return true; end $$`);
+  });
+
+  it('refuses a view that casts to a domain whose check calls the owner’s function (42501)', async () => {
+    await app.query(`create domain billing.checked_id as int check (billing.hidden(value))`);
+    await app.query(`create domain billing.checked_id2 as billing.checked_id`);
+    await app.query(
+      `create view billing.domain_invoices as select id::billing.checked_id2 as id, amount from billing.invoices`,
+    );
+    await app.query(`grant select on billing.domain_invoices to rulebook_admin, rulebook_daemon`);
+    await addInvoice(1, 100, 3);
+    const error = await failure(dba, `select workflow.register_view('billing.domain_invoices', '{id}')`);
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('billing.hidden(integer)');
+    expect(error.message).toContain('domain billing.checked_id');
+    expect(await db.query(`select * from billing.hidden_calls`)).toEqual([]);
+  });
+
+  it('refuses a view over a table whose row security policy uses the owner’s operator (42501)', async () => {
+    await app.query(`create function billing.hidden_gt(a numeric, b numeric) returns boolean language sql
+                     as $$ select billing.hidden(1) and a > b $$`);
+    await app.query(
+      `create operator billing.>>>> (function = billing.hidden_gt, leftarg = numeric, rightarg = numeric)`,
+    );
+    await app.query(`create table billing.guarded (id int primary key, amount numeric not null)`);
+    await app.query(`alter table billing.guarded enable row level security`);
+    await app.query(`create policy positive on billing.guarded using (amount operator(billing.>>>>) 0)`);
+    await app.query(`create view billing.guarded_view as select id, amount from billing.guarded`);
+    await app.query(`grant select on billing.guarded_view to rulebook_admin, rulebook_daemon`);
+    const error = await failure(dba, `select workflow.register_view('billing.guarded_view', '{id}')`);
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('billing.hidden_gt(numeric,numeric)');
+    expect(error.message).toContain('row security policy positive');
+  });
+});
+
+describe('a poll that PL/pgSQL cannot catch', () => {
+  it('is recorded for its view, and the other views are still polled', async () => {
+    await app.query(`create view billing.slow_invoices as
+                       select id, amount from billing.invoices, lateral (select pg_catalog.pg_sleep(5)) s`);
+    await app.query(`grant select on billing.slow_invoices to rulebook_admin, rulebook_daemon`);
+    const [row] = await dba.query<{ id: string }>(
+      `select workflow.register_view('billing.slow_invoices', '{id}') as id`,
+    );
+    // After registering, whose uniqueness check reads the view too.
+    await addInvoice(1, 100, 3);
+    await viewRule('slow', 'on_create', { title: 't', message: 'm' }, undefined, 'slow_invoices');
+    await registerOverdueView();
+    await viewRule('any overdue', 'on_create', { title: 't', message: 'm' });
+    const pool = new pg.Pool({ connectionString: daemon.url, max: 1, options: '-c statement_timeout=1500' });
+    try {
+      const results = await pollViews(pool, { force: true });
+      expect(results.find((r) => r.entityName === 'billing.slow_invoices')).toMatchObject({
+        status: 'error',
+        sqlstate: '57014',
+      });
+      expect(results.find((r) => r.entityName === 'billing.overdue_invoices')).toMatchObject({
+        status: 'snapshot',
+      });
+    } finally {
+      await pool.end();
+    }
+    const [state] = await db.query<{ last_error: string | null; last_polled_at: Date | null }>(
+      `select last_error, last_polled_at from workflow.view_entities where entity_id = $1`,
+      [row!.id],
+    );
+    expect(state!.last_error).toContain('statement timeout');
+    expect(state!.last_polled_at).not.toBeNull();
+  });
+});
+
+describe('a view its owner keeps locked', () => {
+  it('fails its poll after a bounded wait, recorded, and the other views are still polled', async () => {
+    // Over a table of its own: LOCK on a view locks the tables it reads too.
+    await app.query(`create table billing.held (id int primary key)`);
+    await app.query(`create view billing.held_invoices as select id from billing.held`);
+    await app.query(`grant select on billing.held_invoices to rulebook_admin, rulebook_daemon`);
+    const [row] = await dba.query<{ id: string }>(
+      `select workflow.register_view('billing.held_invoices', '{id}') as id`,
+    );
+    await viewRule('held', 'on_create', { title: 't', message: 'm' }, undefined, 'held_invoices');
+    await registerOverdueView();
+    await viewRule('any overdue', 'on_create', { title: 't', message: 'm' });
+    const owner = new pg.Client({ connectionString: app.url });
+    await owner.connect();
+    try {
+      await owner.query('begin');
+      await owner.query(`lock table billing.held_invoices in access exclusive mode`);
+      const results = await pollViews(daemon.pool, { force: true });
+      expect(results.find((r) => r.entityName === 'billing.held_invoices')).toMatchObject({
+        status: 'error',
+        sqlstate: '55P03',
+      });
+      expect(results.find((r) => r.entityName === 'billing.overdue_invoices')).toMatchObject({
+        status: 'snapshot',
+      });
+      await owner.query('rollback');
+    } finally {
+      await owner.end();
+    }
+    const [state] = await db.query<{ last_error: string }>(
+      `select last_error from workflow.view_entities where entity_id = $1`,
+      [row!.id],
+    );
+    expect(state!.last_error).toContain('another session holds a lock on billing.held_invoices');
+    // Released, the view is polled as usual.
+    expect(
+      (await pollViews(daemon.pool, { force: true })).find((r) => r.entityName === 'billing.held_invoices'),
+    ).toMatchObject({ status: 'snapshot' });
+  });
+});
+
+describe('session settings of the polling daemon', () => {
+  it('do not make bytea columns look changed', async () => {
+    await app.query(
+      `create view billing.invoice_blobs as select id, pg_catalog.convert_to(customer, 'UTF8') as blob from billing.invoices`,
+    );
+    await app.query(`grant select on billing.invoice_blobs to rulebook_admin, rulebook_daemon`);
+    await dba.query(`select workflow.register_view('billing.invoice_blobs', '{id}')`);
+    await viewRule('blob', 'on_update', { title: 't', message: 'm' }, undefined, 'invoice_blobs');
+    await addInvoice(1, 100, 3, 'acme');
+    const inSetting = async (options: string) => {
+      const pool = new pg.Pool({ connectionString: daemon.url, max: 1, options });
+      try {
+        return await pollViews(pool, { force: true });
+      } finally {
+        await pool.end();
+      }
+    };
+    expect(await inSetting('-c bytea_output=hex')).toMatchObject([{ status: 'snapshot', rows: 1 }]);
+    expect(await inSetting('-c bytea_output=escape')).toMatchObject([{ status: 'polled', updated: 0 }]);
+    await app.query(`update billing.invoices set customer = 'acme ltd' where id = 1`);
+    expect(await inSetting('-c bytea_output=escape')).toMatchObject([{ status: 'polled', updated: 1 }]);
+  });
+});

@@ -34,6 +34,9 @@ select v.entity_id, format('%s.%s', coalesce(e.schema_name, 'public'), e.name) a
  where e.is_active is not false
  order by v.last_polled_at nulls first`;
 const POLL_VIEW = 'select workflow.poll_view($1, $2) as result';
+const RECORD_ERROR = `
+update workflow.view_entities set last_polled_at = now(), last_error = $2, last_error_at = now()
+ where entity_id = $1`;
 
 /**
  * Polls every registered view that is due (all of them with `force`), each in a transaction of its
@@ -49,19 +52,40 @@ export async function pollViews(pool: pg.Pool, options: PollViewsOptions = {}): 
   );
   const results: ViewPollResult[] = [];
   for (const view of views) {
-    const { rows } = await pool.query<{ result: Omit<ViewPollResult, 'entityId' | 'entityName'> }>(
-      POLL_VIEW,
-      [view.entity_id, force],
-    );
-    const result: ViewPollResult = {
-      entityId: view.entity_id,
-      entityName: view.entity_name,
-      ...rows[0]!.result,
-    };
+    let result: ViewPollResult;
+    try {
+      const { rows } = await pool.query<{ result: Omit<ViewPollResult, 'entityId' | 'entityName'> }>(
+        POLL_VIEW,
+        [view.entity_id, force],
+      );
+      result = { entityId: view.entity_id, entityName: view.entity_name, ...rows[0]!.result };
+    } catch (error) {
+      result = await recordThrown(pool, view.entity_id, view.entity_name, error);
+    }
     if (options.logger) logResult(options.logger, result);
     results.push(result);
   }
   return results;
+}
+
+/**
+ * poll_view records the errors PL/pgSQL can catch; a statement_timeout (query_canceled) or a lost
+ * connection escapes it and rolls back its record. Unrecorded, such a view would keep the oldest
+ * last_polled_at, come first in every later tick and fail the same way, and the views after it would
+ * never be polled. So it is recorded here, and the tick goes on with the next view; an error that
+ * cannot be recorded either (the database is unreachable) is thrown.
+ */
+async function recordThrown(
+  pool: pg.Pool,
+  entityId: string,
+  entityName: string,
+  error: unknown,
+): Promise<ViewPollResult> {
+  const { message, code } = error as { message?: string; code?: string };
+  // A server error carries a SQLSTATE; a network error a Node code such as ECONNRESET.
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) throw error;
+  await pool.query(RECORD_ERROR, [entityId, message ?? String(error)]);
+  return { entityId, entityName, status: 'error', message: message ?? String(error), sqlstate: code };
 }
 
 function logResult(logger: Logger, result: ViewPollResult): void {
