@@ -420,6 +420,108 @@ async function rulebookLatency(
   }
 }
 
+/**
+ * The hot-row workload (issue 11), on the 10-rule database, captured but matching no rule, so that
+ * it measures how the queue is claimed: `hot` is one row (bench.e01 id 1) updated HOT_UPDATES
+ * times, then HOT_UPDATES other rows once each; `spread` is the same number of events, one per row;
+ * `alone` is the other rows without the hot row. The writes commit before the daemon starts; the
+ * clock starts with it.
+ */
+type HotWorkload = 'hot' | 'spread' | 'alone';
+
+const HOT_UPDATES = 3_000;
+
+interface HotRun {
+  readonly workload: HotWorkload;
+  readonly round: number;
+  readonly events: number;
+  /** Until every event is handled. */
+  readonly seconds: number;
+  /** Until every event of a row other than the hot row is handled. */
+  readonly othersSeconds: number;
+  readonly complete: boolean;
+}
+
+/** `count` rows other than the hot row, spread over the tables with rules (ids from 2). */
+function otherRowsSql(db: RuleDatabase, count: number): string[] {
+  const used = tablesUsed(db.rules);
+  const perTable = count / used;
+  if (!Number.isInteger(perTable) || perTable + 1 > ROWS)
+    throw new Error(`engine bench: ${count} rows do not spread over ${used} tables`);
+  return Array.from(
+    { length: used },
+    (_, k) => `update bench.${tableName(k)} set status = 'packed' where id between 2 and ${perTable + 1};`,
+  );
+}
+
+async function hotRowRun(
+  db: RuleDatabase,
+  workload: HotWorkload,
+  round: number,
+  timeoutMs: number,
+): Promise<HotRun> {
+  await db.prepare();
+  const writes =
+    workload === 'spread'
+      ? otherRowsSql(db, HOT_UPDATES * 2)
+      : [
+          ...(workload === 'hot'
+            ? [
+                // One transaction per update, as a busy counter gets them.
+                `do $$ begin for i in 1..${HOT_UPDATES} loop
+                   update bench.${tableName(0)} set status = case when status = 'packed' then 'new' else 'packed' end
+                    where id = 1;
+                   commit;
+                 end loop; end $$;`,
+              ]
+            : []),
+          ...otherRowsSql(db, HOT_UPDATES),
+        ];
+  for (const statement of writes) await db.writer.query(statement);
+  const events = workload === 'alone' ? HOT_UPDATES : HOT_UPDATES * 2;
+  const queued = (await db.control.query<{ n: number }>('select count(*)::int as n from workflow.events'))
+    .rows[0]!.n;
+  if (queued !== events)
+    throw new Error(`engine bench: ${queued} events queued for ${workload}, not ${events}`);
+  const hotKey = JSON.stringify({ id: 1 });
+  const startedAt = performance.now();
+  const engine = new Engine({
+    databaseUrl: db.url,
+    logger: createLogger(process.env.BENCH_ENGINE_LOG_LEVEL ?? 'silent'),
+    ...ENGINE_SETTINGS,
+  });
+  await engine.start();
+  try {
+    let othersAt: number | undefined;
+    const drain = await timeDrain(
+      async () => {
+        const { rows } = await db.control.query<{ others: boolean; any: boolean }>({
+          name: 'bench.hot_rows_left',
+          text: `select exists (select from workflow.events e join workflow.entities n on n.id = e.entity_id
+                                 where n.name <> $1 or e.row_key <> $2::jsonb) as others,
+                        exists (select from workflow.events) as any`,
+          values: [tableName(0), hotKey],
+        });
+        if (!rows[0]!.others) othersAt ??= performance.now();
+        return !rows[0]!.any;
+      },
+      startedAt,
+      timeoutMs,
+    );
+    return {
+      workload,
+      round,
+      events,
+      seconds: drain.seconds,
+      othersSeconds: ((othersAt ?? performance.now()) - startedAt) / 1000,
+      complete: drain.complete,
+    };
+  } finally {
+    await engine.stop();
+    await db.control.query('delete from workflow.events');
+  }
+}
+
 /** The same list, starting at a different place each round, so that nothing always runs first. */
 function rotate<T>(items: readonly T[], by: number): T[] {
   return items.map((_, i) => items[(i + by) % items.length]!);
@@ -506,6 +608,20 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       }
     }
 
+    const hotRuns: HotRun[] = [];
+    const hotWorkloads: readonly HotWorkload[] = ['spread', 'hot', 'alone'];
+    for (let round = 0; round < rounds; round++) {
+      for (const workload of rotate(hotWorkloads, round)) {
+        const result = await hotRowRun(databases.get(10)!, workload, round, timeoutMs);
+        hotRuns.push(result);
+        ctx.log(
+          `engine: round ${round + 1}/${rounds} hot rows (${workload}): ${result.seconds.toFixed(2)} s, ` +
+            `other rows done at ${result.othersSeconds.toFixed(2)} s` +
+            (result.complete ? '' : ' (timed out)'),
+        );
+      }
+    }
+
     const rulebookLatencies = new Map<string, LatencyStats>();
     for (const rules of RULE_COUNTS) {
       for (const scenario of SCENARIOS) {
@@ -538,6 +654,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         minutes,
         rulebookRuns,
         graphileRuns,
+        hotRuns,
         rulebookLatencies,
         graphileLatencies,
         statementsAvailable: [...databases.values()].some((db) => db.statementsAvailable),
@@ -557,6 +674,7 @@ interface ReportInput {
   readonly minutes: number;
   readonly rulebookRuns: readonly RulebookRun[];
   readonly graphileRuns: readonly GraphileRun[];
+  readonly hotRuns: readonly HotRun[];
   readonly rulebookLatencies: ReadonlyMap<string, LatencyStats>;
   readonly graphileLatencies: ReadonlyMap<string, LatencyStats>;
   readonly statementsAvailable: boolean;
@@ -673,6 +791,56 @@ function report(input: ReportInput): string {
       `${formatInt(cpuPerEvent(10))} µs with 10 rules, ${formatInt(cpuPerEvent(1000))} µs with 1,000`,
     ok: flatA >= 0.9,
   });
+
+  // Hot rows: ratios paired by round.
+  const hotOf = (workload: HotWorkload) => input.hotRuns.filter((run) => run.workload === workload);
+  const pairedHot = (
+    workload: HotWorkload,
+    against: HotWorkload,
+    figure: (run: HotRun, base: HotRun) => number,
+  ) =>
+    median(
+      hotOf(workload).map((run) => {
+        const base = hotOf(against).find((other) => other.round === run.round);
+        return base ? figure(run, base) : Number.NaN;
+      }),
+    );
+  const hotDrain = pairedHot(
+    'hot',
+    'spread',
+    (run, base) => run.events / run.seconds / (base.events / base.seconds),
+  );
+  const hotOthers = pairedHot('hot', 'alone', (run, base) => run.othersSeconds / base.othersSeconds);
+  targets.push({
+    label: `hot row: drains at ${formatRatio(hotDrain)} the rate of the same number of events over as many rows (target ≥ 0.80x)`,
+    ok: hotDrain >= 0.8,
+  });
+  targets.push({
+    label: `hot row: the other rows finish ${formatRatio(hotOthers)} later than alone (target ≤ 1.20x)`,
+    ok: hotOthers <= 1.2,
+  });
+  for (const run of input.hotRuns) {
+    if (!run.complete) warnings.push(`hot rows (${run.workload}), round ${run.round + 1}: timed out`);
+  }
+  const hotTable = markdownTable(
+    ['Workload', 'Events', 'All handled', 'Rate', 'Other rows handled'],
+    (['spread', 'hot', 'alone'] as const).map((workload) => {
+      const runs = hotOf(workload);
+      const seconds = median(runs.map((run) => run.seconds));
+      return [
+        workload === 'spread'
+          ? `${formatInt(HOT_UPDATES * 2)} rows once`
+          : workload === 'hot'
+            ? `one row ${formatInt(HOT_UPDATES)} times, then ${formatInt(HOT_UPDATES)} other rows once`
+            : `the ${formatInt(HOT_UPDATES)} other rows alone`,
+        formatInt(runs[0]?.events ?? 0),
+        `${seconds.toFixed(2)} s`,
+        `${formatInt(median(runs.map((run) => run.events / run.seconds)))} events/s`,
+        `${median(runs.map((run) => run.othersSeconds)).toFixed(2)} s`,
+      ];
+    }),
+    ['left', 'right', 'right', 'right', 'right'],
+  );
 
   // CPU per event.
   const cpuRows: string[][] = [];
@@ -821,6 +989,15 @@ ${mainTable}
 
 ${targets.map((target) => `- ${verdict(target.ok)} ${target.label}`).join('\n')}
 ${warnings.length ? `\n**Warnings:**\n\n${warnings.map((w) => `- ${w}`).join('\n')}\n` : ''}
+### Hot rows
+
+The 10-rule database; updates that are captured (they change status) and match no rule, so that these runs measure
+how the queue is claimed. All writes commit (one transaction per update of the hot row) before the daemon starts;
+the clock starts with it and stops when \`workflow.events\` is empty; "other rows handled" is when no event of a
+row other than the hot one is left. Same daemon settings; medians of ${rounds} round${rounds === 1 ? '' : 's'}.
+
+${hotTable}
+
 ### CPU per 1,000 events or jobs (throughput runs, medians)
 
 Node CPU is this whole process (daemon or worker, plus the benchmark's 10 ms poll); PostgreSQL CPU is the client
