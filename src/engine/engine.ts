@@ -364,6 +364,7 @@ export class Engine {
         const handled = await executor.execute(client, rules, event, isolation);
         for (const record of handled) records.push(record);
       }
+      await executor.flush(client);
       await recordExecutions(client, records);
       const next = chain && events.length === limit && !this.#stopping;
       transaction.open = false;
