@@ -27,7 +27,7 @@ beforeAll(async () => {
       insert into public.insert_statements select tg_table_name, count(*) from added;
       return null;
     end $$`);
-  for (const table of ['alerts', 'alert_recipients']) {
+  for (const table of ['alerts', 'alert_recipients', 'notification_payloads', 'notification_deliveries']) {
     await db.query(`create trigger count_insert after insert on workflow.${table}
       referencing new table as added for each statement execute function public.count_insert()`);
   }
@@ -167,5 +167,43 @@ describe("a batch's alerts", () => {
       { title: 'n = 10', status: 'active' },
     ]);
     expect(alerts).toHaveLength(10);
+  });
+});
+
+describe("a batch's webhooks", () => {
+  it('are queued together: one statement for the payloads and one for the deliveries', async () => {
+    await db.query(`update sales.orders set status = 'new'`);
+    const ruleId = await createRule(db, {
+      name: 'tell the shop',
+      entity: 'sales.orders',
+      trigger: 'on_update',
+      conditions: [{ field_name: 'status', operator: 'changed_to', value: 'paid' }],
+      actions: [
+        {
+          name: 'hook',
+          config: {
+            action_type: 'webhook',
+            url: 'https://shop.example.com/orders/{{id}}',
+            body: { id: '{{id}}' },
+          },
+        },
+      ],
+    });
+    await db.query(`update sales.orders set status = 'paid'`);
+    engine = await startEngine(db, { batchSize: 100, concurrency: 1 });
+    await waitFor('100 executions', async () => (await executionsOf(db, ruleId)).length >= 100);
+
+    expect(await statements('notification_payloads')).toEqual({ count: 1, rows: 100 });
+    expect(await statements('notification_deliveries')).toEqual({ count: 1, rows: 100 });
+    const executions = await executionsOf<{ notification_id: string; url: string }>(db, ruleId);
+    const queued = await db.query<{ url: string; status: string; execution: string }>(
+      `select p.payload ->> 'url' as url, d.status, d.automation_execution_id::text as execution
+         from workflow.notification_deliveries d join workflow.notification_payloads p on p.id = d.notification_id
+        where d.notification_id = any ($1::uuid[])`,
+      [executions.map((execution) => execution.actions_executed[0]!.result!.notification_id)],
+    );
+    expect(queued).toHaveLength(100);
+    expect(new Set(queued.map((row) => row.url)).size).toBe(100);
+    expect(queued.every((row) => row.status === 'pending')).toBe(true);
   });
 });
