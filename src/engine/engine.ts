@@ -3,7 +3,14 @@ import os from 'node:os';
 import type pg from 'pg';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
-import { buryEvent, claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
+import {
+  buryEvent,
+  CLAIM_DEPTH,
+  claimEvents,
+  failEvent,
+  recordExecutions,
+  type ExecutionRecord,
+} from './event-queue.js';
 import { ClaimWindow } from './claim-window.js';
 import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
@@ -324,6 +331,7 @@ export class Engine {
     let events: CapturedEvent[] = [];
     try {
       const claim = await claimEvents(client, limit, window.size);
+      executor.depthIsSet(CLAIM_DEPTH);
       events = claim.events;
       const widen = window.claimed(events.length, limit, claim.headFull);
       if (events.length === 0) {

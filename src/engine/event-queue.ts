@@ -25,7 +25,14 @@ import type { CapturedEvent } from './types.js';
 // the queue, and the state tests are written as CASEs, whose selectivity the planner takes as a half
 // rather than from statistics that may say no event is pending (gathered when the queue was empty).
 // The outer select returns one row even when nothing is claimed, to report whether the head filled
-// the window (then more may lie beyond it).
+// the window (then more may lie beyond it). It also sets rulebook.depth (CLAIM_DEPTH).
+/**
+ * The depth the claim sets for the rest of its transaction (rulebook.depth, which the capture
+ * trigger stamps on the changes that actions make): that of actions run for an application's own
+ * changes, the common case, which then costs no statement of its own.
+ */
+export const CLAIM_DEPTH = 1;
+
 const CLAIM_EVENTS = `
 with head as (
   select id, entity_id, row_key
@@ -90,7 +97,8 @@ with head as (
   delete from workflow.events e using claimed where e.id = claimed.id
 ), window_state as (
   select (select count(*) from head)::int as head_size,
-         (select version from workflow.rule_set_version)::text as rules_version
+         (select version from workflow.rule_set_version)::text as rules_version,
+         set_config('rulebook.depth', '${CLAIM_DEPTH}', true) as depth
 )
 select c.id, c.entity_id, c.operation, c.row_key, c.old_row, c.new_row, c.txid::text as txid, c.actor_id,
        c.depth, c.created_at, c.attempts, c.rule_id, s.rules_version, s.head_size

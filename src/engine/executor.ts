@@ -134,6 +134,11 @@ export class EventExecutor {
     this.#pendingDurations.length = 0;
   }
 
+  /** Says that the transaction has set rulebook.depth to `depth` already (the claim does). */
+  depthIsSet(depth: number): void {
+    this.#depthSetting = depth;
+  }
+
   /** Call once the transaction has committed: counts what it did. */
   commitTransaction(): void {
     const { metrics } = this.options;
