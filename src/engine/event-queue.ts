@@ -17,8 +17,8 @@ import type { CapturedEvent } from './types.js';
 // rows behind it. (Rows locked but left out of the batch wait for the next claim.)
 //
 // Events waiting for a retry are not in the head (they would fill it and stall every other row);
-// the partial index events_waiting finds them and they hold back only the later events of their
-// own row. Dead events hold back nothing, as before.
+// workflow.waiting_rows() finds them through the partial index events_waiting, and they hold back
+// only the later events of their own row. Dead events hold back nothing, as before.
 //
 // The head must come from the primary key in id order, not from a scan of the whole table and a
 // sort: the statement is planned for each call (not prepared), so that the plan follows the size of
@@ -41,10 +41,7 @@ with head as (
    order by id
    limit $1
 ), waiting as (
-  select entity_id, row_key, min(id) as id
-    from workflow.events
-   where run_after is not null and run_after > now() and state = 'pending'
-   group by entity_id, row_key
+  select entity_id, row_key, id from workflow.waiting_rows()
 ), ready as (
   select h.id, h.entity_id, h.row_key
     from head h
