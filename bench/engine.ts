@@ -6,6 +6,7 @@ import type { BenchContext, BenchSection } from './support/context.js';
 import { cpuSnapshot, cpuUsed } from './support/cpu.js';
 import {
   GRAPHILE_BATCHED,
+  GRAPHILE_C10,
   GRAPHILE_DEFAULT,
   GraphileReference,
   graphileVersion,
@@ -424,6 +425,108 @@ async function rulebookLatency(
   }
 }
 
+/**
+ * The hot-row workload (issue 11), on the 10-rule database, captured but matching no rule, so that
+ * it measures how the queue is claimed: `hot` is one row (bench.e01 id 1) updated HOT_UPDATES
+ * times, then HOT_UPDATES other rows once each; `spread` is the same number of events, one per row;
+ * `alone` is the other rows without the hot row. The writes commit before the daemon starts; the
+ * clock starts with it.
+ */
+type HotWorkload = 'hot' | 'spread' | 'alone';
+
+const HOT_UPDATES = 3_000;
+
+interface HotRun {
+  readonly workload: HotWorkload;
+  readonly round: number;
+  readonly events: number;
+  /** Until every event is handled. */
+  readonly seconds: number;
+  /** Until every event of a row other than the hot row is handled. */
+  readonly othersSeconds: number;
+  readonly complete: boolean;
+}
+
+/** `count` rows other than the hot row, spread over the tables with rules (ids from 2). */
+function otherRowsSql(db: RuleDatabase, count: number): string[] {
+  const used = tablesUsed(db.rules);
+  const perTable = count / used;
+  if (!Number.isInteger(perTable) || perTable + 1 > ROWS)
+    throw new Error(`engine bench: ${count} rows do not spread over ${used} tables`);
+  return Array.from(
+    { length: used },
+    (_, k) => `update bench.${tableName(k)} set status = 'packed' where id between 2 and ${perTable + 1};`,
+  );
+}
+
+async function hotRowRun(
+  db: RuleDatabase,
+  workload: HotWorkload,
+  round: number,
+  timeoutMs: number,
+): Promise<HotRun> {
+  await db.prepare();
+  const writes =
+    workload === 'spread'
+      ? otherRowsSql(db, HOT_UPDATES * 2)
+      : [
+          ...(workload === 'hot'
+            ? [
+                // One transaction per update, as a busy counter gets them.
+                `do $$ begin for i in 1..${HOT_UPDATES} loop
+                   update bench.${tableName(0)} set status = case when status = 'packed' then 'new' else 'packed' end
+                    where id = 1;
+                   commit;
+                 end loop; end $$;`,
+              ]
+            : []),
+          ...otherRowsSql(db, HOT_UPDATES),
+        ];
+  for (const statement of writes) await db.writer.query(statement);
+  const events = workload === 'alone' ? HOT_UPDATES : HOT_UPDATES * 2;
+  const queued = (await db.control.query<{ n: number }>('select count(*)::int as n from workflow.events'))
+    .rows[0]!.n;
+  if (queued !== events)
+    throw new Error(`engine bench: ${queued} events queued for ${workload}, not ${events}`);
+  const hotKey = JSON.stringify({ id: 1 });
+  const startedAt = performance.now();
+  const engine = new Engine({
+    databaseUrl: db.url,
+    logger: createLogger(process.env.BENCH_ENGINE_LOG_LEVEL ?? 'silent'),
+    ...ENGINE_SETTINGS,
+  });
+  await engine.start();
+  try {
+    let othersAt: number | undefined;
+    const drain = await timeDrain(
+      async () => {
+        const { rows } = await db.control.query<{ others: boolean; any: boolean }>({
+          name: 'bench.hot_rows_left',
+          text: `select exists (select from workflow.events e join workflow.entities n on n.id = e.entity_id
+                                 where n.name <> $1 or e.row_key <> $2::jsonb) as others,
+                        exists (select from workflow.events) as any`,
+          values: [tableName(0), hotKey],
+        });
+        if (!rows[0]!.others) othersAt ??= performance.now();
+        return !rows[0]!.any;
+      },
+      startedAt,
+      timeoutMs,
+    );
+    return {
+      workload,
+      round,
+      events,
+      seconds: drain.seconds,
+      othersSeconds: ((othersAt ?? performance.now()) - startedAt) / 1000,
+      complete: drain.complete,
+    };
+  } finally {
+    await engine.stop();
+    await db.control.query('delete from workflow.events');
+  }
+}
+
 /** The same list, starting at a different place each round, so that nothing always runs first. */
 function rotate<T>(items: readonly T[], by: number): T[] {
   return items.map((_, i) => items[(i + by) % items.length]!);
@@ -510,6 +613,41 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       }
     }
 
+    // Issue 11's goal for matched events: 50,000 events with one create_alert each (the 1,000-rule
+    // database: 1,000 rows of each of its 50 tables) against graphile-worker at concurrency 10.
+    const matched = quick ? 2_000 : 50_000;
+    const matchedRuns: { rulebook: RulebookRun; graphile: ThroughputRun }[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const graphileRun = await graphile.throughput(GRAPHILE_C10, matched, timeoutMs * 2);
+      const rulebookRun = await rulebookThroughput(
+        databases.get(1000)!,
+        'b',
+        matched,
+        round,
+        timeoutMs * 2,
+        false,
+      );
+      matchedRuns.push({ rulebook: rulebookRun, graphile: graphileRun });
+      ctx.log(
+        `engine: round ${round + 1}/${rounds} ${formatInt(matched)} matched events: rulebook ` +
+          `${formatInt(rulebookRun.run.rate)} events/s, ${GRAPHILE_C10.label} ${formatInt(graphileRun.rate)} jobs/s`,
+      );
+    }
+
+    const hotRuns: HotRun[] = [];
+    const hotWorkloads: readonly HotWorkload[] = ['spread', 'hot', 'alone'];
+    for (let round = 0; round < rounds; round++) {
+      for (const workload of rotate(hotWorkloads, round)) {
+        const result = await hotRowRun(databases.get(10)!, workload, round, timeoutMs);
+        hotRuns.push(result);
+        ctx.log(
+          `engine: round ${round + 1}/${rounds} hot rows (${workload}): ${result.seconds.toFixed(2)} s, ` +
+            `other rows done at ${result.othersSeconds.toFixed(2)} s` +
+            (result.complete ? '' : ' (timed out)'),
+        );
+      }
+    }
+
     const rulebookLatencies = new Map<string, LatencyStats>();
     for (const rules of RULE_COUNTS) {
       for (const scenario of SCENARIOS) {
@@ -542,6 +680,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         minutes,
         rulebookRuns,
         graphileRuns,
+        hotRuns,
+        matched,
+        matchedRuns,
         rulebookLatencies,
         graphileLatencies,
         statementsAvailable: [...databases.values()].some((db) => db.statementsAvailable),
@@ -561,6 +702,9 @@ interface ReportInput {
   readonly minutes: number;
   readonly rulebookRuns: readonly RulebookRun[];
   readonly graphileRuns: readonly GraphileRun[];
+  readonly hotRuns: readonly HotRun[];
+  readonly matched: number;
+  readonly matchedRuns: readonly { rulebook: RulebookRun; graphile: ThroughputRun }[];
   readonly rulebookLatencies: ReadonlyMap<string, LatencyStats>;
   readonly graphileLatencies: ReadonlyMap<string, LatencyStats>;
   readonly statementsAvailable: boolean;
@@ -677,6 +821,94 @@ function report(input: ReportInput): string {
       `${formatInt(cpuPerEvent(10))} µs with 10 rules, ${formatInt(cpuPerEvent(1000))} µs with 1,000`,
     ok: flatA >= 0.9,
   });
+
+  // Matched events against graphile-worker at concurrency 10, paired by round.
+  const matchedRatio = median(input.matchedRuns.map((run) => run.rulebook.run.rate / run.graphile.rate));
+  targets.push({
+    label:
+      `${formatInt(input.matched)} matched events, one create_alert each (1,000 rules): ` +
+      `${formatRatio(matchedRatio)} of ${GRAPHILE_C10.label} (target ≥ 3.00x)`,
+    ok: matchedRatio >= 3,
+  });
+  for (const run of input.matchedRuns) {
+    if (!run.rulebook.run.complete || !run.graphile.complete)
+      warnings.push(`matched events, round ${run.rulebook.round + 1}: timed out`);
+    if (run.rulebook.executions !== run.rulebook.run.items || run.rulebook.alerts !== run.rulebook.run.items)
+      warnings.push(
+        `matched events, round ${run.rulebook.round + 1}: ${run.rulebook.executions} executions and ` +
+          `${run.rulebook.alerts} alerts for ${run.rulebook.run.items} events`,
+      );
+  }
+  const matchedTable = markdownTable(
+    ['Run', 'Throughput', 'Node CPU per 1,000', 'PostgreSQL CPU per 1,000', `vs ${GRAPHILE_C10.label}`],
+    [
+      [
+        `rulebook (b), 1,000 rules, ${formatInt(input.matched)} events`,
+        `${formatInt(median(input.matchedRuns.map((run) => run.rulebook.run.rate)))} events/s`,
+        `${formatInt(median(input.matchedRuns.map((run) => (run.rulebook.run.cpu.node / run.rulebook.run.items) * 1000)))} ms`,
+        `${formatInt(median(input.matchedRuns.map((run) => (run.rulebook.run.cpu.postgres / run.rulebook.run.items) * 1000)))} ms`,
+        formatRatio(matchedRatio),
+      ],
+      [
+        `${GRAPHILE_C10.label}, ${formatInt(input.matched)} jobs`,
+        `${formatInt(median(input.matchedRuns.map((run) => run.graphile.rate)))} jobs/s`,
+        `${formatInt(median(input.matchedRuns.map((run) => (run.graphile.cpu.node / run.graphile.items) * 1000)))} ms`,
+        `${formatInt(median(input.matchedRuns.map((run) => (run.graphile.cpu.postgres / run.graphile.items) * 1000)))} ms`,
+        '1.00x',
+      ],
+    ],
+    ['left', 'right', 'right', 'right', 'right'],
+  );
+
+  // Hot rows: ratios paired by round.
+  const hotOf = (workload: HotWorkload) => input.hotRuns.filter((run) => run.workload === workload);
+  const pairedHot = (
+    workload: HotWorkload,
+    against: HotWorkload,
+    figure: (run: HotRun, base: HotRun) => number,
+  ) =>
+    median(
+      hotOf(workload).map((run) => {
+        const base = hotOf(against).find((other) => other.round === run.round);
+        return base ? figure(run, base) : Number.NaN;
+      }),
+    );
+  const hotDrain = pairedHot(
+    'hot',
+    'spread',
+    (run, base) => run.events / run.seconds / (base.events / base.seconds),
+  );
+  const hotOthers = pairedHot('hot', 'alone', (run, base) => run.othersSeconds / base.othersSeconds);
+  targets.push({
+    label: `hot row: drains at ${formatRatio(hotDrain)} the rate of the same number of events over as many rows (target ≥ 0.80x)`,
+    ok: hotDrain >= 0.8,
+  });
+  targets.push({
+    label: `hot row: the other rows finish ${formatRatio(hotOthers)} later than alone (target ≤ 1.20x)`,
+    ok: hotOthers <= 1.2,
+  });
+  for (const run of input.hotRuns) {
+    if (!run.complete) warnings.push(`hot rows (${run.workload}), round ${run.round + 1}: timed out`);
+  }
+  const hotTable = markdownTable(
+    ['Workload', 'Events', 'All handled', 'Rate', 'Other rows handled'],
+    (['spread', 'hot', 'alone'] as const).map((workload) => {
+      const runs = hotOf(workload);
+      const seconds = median(runs.map((run) => run.seconds));
+      return [
+        workload === 'spread'
+          ? `${formatInt(HOT_UPDATES * 2)} rows once`
+          : workload === 'hot'
+            ? `one row ${formatInt(HOT_UPDATES)} times, then ${formatInt(HOT_UPDATES)} other rows once`
+            : `the ${formatInt(HOT_UPDATES)} other rows alone`,
+        formatInt(runs[0]?.events ?? 0),
+        `${seconds.toFixed(2)} s`,
+        `${formatInt(median(runs.map((run) => run.events / run.seconds)))} events/s`,
+        `${median(runs.map((run) => run.othersSeconds)).toFixed(2)} s`,
+      ];
+    }),
+    ['left', 'right', 'right', 'right', 'right'],
+  );
 
   // CPU per event.
   const cpuRows: string[][] = [];
@@ -825,6 +1057,23 @@ ${mainTable}
 
 ${targets.map((target) => `- ${verdict(target.ok)} ${target.label}`).join('\n')}
 ${warnings.length ? `\n**Warnings:**\n\n${warnings.map((w) => `- ${w}`).join('\n')}\n` : ''}
+### Matched events against graphile-worker at concurrency 10
+
+${formatInt(input.matched)} events, each matching one rule with one create_alert (the 1,000-rule database), queued in
+one transaction while the daemon idles, as in the throughput runs above; graphile-worker (${GRAPHILE_C10.describe})
+runs as many jobs of a task that does nothing. ${rounds} round${rounds === 1 ? '' : 's'}, medians; the ratio is the median of each round's.
+
+${matchedTable}
+
+### Hot rows
+
+The 10-rule database; updates that are captured (they change status) and match no rule, so that these runs measure
+how the queue is claimed. All writes commit (one transaction per update of the hot row) before the daemon starts;
+the clock starts with it and stops when \`workflow.events\` is empty; "other rows handled" is when no event of a
+row other than the hot one is left. Same daemon settings; medians of ${rounds} round${rounds === 1 ? '' : 's'}.
+
+${hotTable}
+
 ### CPU per 1,000 events or jobs (throughput runs, medians)
 
 Node CPU is this whole process (daemon or worker, plus the benchmark's 10 ms poll); PostgreSQL CPU is the client

@@ -45,6 +45,15 @@ export const GRAPHILE_BATCHED: GraphileVariant = {
     'its performance page: concurrentJobs 24, maxPoolSize 25, localQueue { size: 500 }, completeJobBatchDelay 0, failJobBatchDelay 0',
 };
 
+/** Ten jobs at a time, otherwise its defaults: the reference of issue 11's matched-events goal. */
+export const GRAPHILE_C10: GraphileVariant = {
+  key: 'graphile-c10',
+  label: 'graphile-worker, concurrency 10',
+  settings: { concurrentJobs: 10 },
+  describe:
+    'concurrentJobs 10, otherwise its defaults (maxPoolSize 10, no local queue, no batched completion)',
+};
+
 export function graphileVersion(): string {
   const require = createRequire(import.meta.url);
   return (require('graphile-worker/package.json') as { version: string }).version;

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { isUuid } from '../is-uuid.js';
 import { ConfigReader } from './config-reader.js';
+import type { BatchedWriteKind } from '../engine/write-batch.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
@@ -50,6 +52,49 @@ select (select id from alert) as id,
 }
 
 const CREATE_ALERT = { name: 'rulebook.create_alert', text: createAlertSql(false) };
+
+// The alerts of a batch's events (those that resolve no earlier alert) in one statement: all of
+// them, or none when any recipient is unknown (the engine then handles the batch again with every
+// alert written at once, which finds the failing one). The ids are made here so that each action's
+// result can name its alert before the statement runs.
+const CREATE_ALERTS: BatchedWriteKind = {
+  name: 'rulebook.create_alerts',
+  text: `
+with items as (
+  select i.ord, x.*
+    from jsonb_array_elements($1::jsonb) with ordinality as i (item, ord),
+         jsonb_to_record(i.item) as x (id uuid, alert_type text, severity text, title text, message text,
+                                       context jsonb, source_entity_name text, source_entity_id uuid,
+                                       source_rule_id uuid, expires_in text, recipients jsonb)
+), wanted as (
+  select i.ord, i.id, w.recipient_type, w.recipient_id
+    from items i, jsonb_to_recordset(i.recipients) as w (recipient_type text, recipient_id uuid)
+), missing as (
+  select w.ord from wanted w
+   where (w.recipient_type = 'user' and not exists (select 1 from core.users u where u.id = w.recipient_id))
+      or (w.recipient_type = 'role' and not exists (select 1 from core.roles r where r.id = w.recipient_id))
+), alert as (
+  insert into workflow.alerts (id, alert_type, severity, title, message, context, source_entity_name,
+                              source_entity_id, source_rule_id, expires_date)
+  select i.id, i.alert_type, i.severity, i.title, i.message, i.context, i.source_entity_name,
+         i.source_entity_id, i.source_rule_id, now() + i.expires_in::interval
+    from items i
+   where not exists (select 1 from missing)
+   order by i.ord
+  returning id, expires_date
+), recipients as (
+  insert into workflow.alert_recipients (alert_id, recipient_type, recipient_id)
+  select w.id, w.recipient_type, w.recipient_id from wanted w
+   where not exists (select 1 from missing)
+   order by w.ord
+  returning 1
+), notified as (
+  select count(pg_notify('rulebook_alerts', id::text)) as n from alert
+)
+select i.ord, a.expires_date, exists (select 1 from missing m where m.ord = i.ord) as missing,
+       (select n from notified) as notified, (select count(*) from recipients) as recipients
+  from items i left join alert a on a.id = i.id`,
+};
 const CREATE_ALERT_RESOLVING = { name: 'rulebook.create_alert_resolving', text: createAlertSql(true) };
 
 interface CreateAlertRow {
@@ -115,6 +160,42 @@ export const createAlert: ActionHandler = {
     const expiresIn = config.optionalString('expires_in') ?? null;
     const entity = context.rule.entity;
     const resolvePrior = config.boolean('resolve_prior', false);
+    const recipients = [
+      ...users.map((id) => ({ recipient_type: 'user', recipient_id: id })),
+      ...roles.map((id) => ({ recipient_type: 'role', recipient_id: id })),
+    ];
+    if (context.batch && !resolvePrior) {
+      // Resolving earlier alerts depends on which alerts exist when it runs: those run at once.
+      const result = {
+        alert_id: randomUUID(),
+        alert_type: alertType,
+        severity,
+        recipients: recipients.length,
+        resolved_prior: 0,
+        expires_date: null as string | null,
+      };
+      context.batch.add(
+        CREATE_ALERTS,
+        {
+          id: result.alert_id,
+          alert_type: alertType,
+          severity,
+          title,
+          message,
+          context: alertContext,
+          source_entity_name: `${entity.schemaName}.${entity.name}`,
+          source_entity_id: sourceEntityId(context.event.rowKey),
+          source_rule_id: context.rule.id,
+          expires_in: expiresIn,
+          recipients,
+        },
+        (row) => {
+          if (row.missing) throw new ActionError('create_alert: unknown recipients');
+          result.expires_date = row.expires_date instanceof Date ? row.expires_date.toISOString() : null;
+        },
+      );
+      return result;
+    }
     const rows = await runCreateAlert(context.client, resolvePrior, expiresIn, [
       alertType,
       severity,
@@ -123,10 +204,7 @@ export const createAlert: ActionHandler = {
       `${entity.schemaName}.${entity.name}`,
       sourceEntityId(context.event.rowKey),
       JSON.stringify(alertContext),
-      JSON.stringify([
-        ...users.map((id) => ({ recipient_type: 'user', recipient_id: id })),
-        ...roles.map((id) => ({ recipient_type: 'role', recipient_id: id })),
-      ]),
+      JSON.stringify(recipients),
       context.rule.id,
       expiresIn,
     ]);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../engine/types.js';
+import type { WriteBatch } from '../engine/write-batch.js';
 
 /**
  * What an action sees while it runs: it runs inside the event's transaction, and if it fails, its
@@ -19,6 +20,12 @@ export interface ActionContext {
   /** Renders every string inside a JSON value. */
   renderValue(value: unknown): unknown;
   readonly logger: Logger;
+  /**
+   * Present when the action may hand a write over instead of sending it: the engine sends it with
+   * the same kind of writes of the batch's other events, in one statement, before any other
+   * statement of the transaction. The action's result is completed when that statement has run.
+   */
+  readonly batch?: WriteBatch;
 }
 
 export interface ActionHandler {

@@ -3,7 +3,15 @@ import os from 'node:os';
 import type pg from 'pg';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
-import { buryEvent, claimEvents, failEvent, recordExecutions, type ExecutionRecord } from './event-queue.js';
+import {
+  buryEvent,
+  CLAIM_DEPTH,
+  claimEvents,
+  failEvent,
+  recordExecutions,
+  type ExecutionRecord,
+} from './event-queue.js';
+import { ClaimWindow } from './claim-window.js';
 import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
 import { NotificationListener } from './notification-listener.js';
@@ -239,6 +247,7 @@ export class Engine {
       metrics: this.metrics,
     });
     const isolation = new IsolationChoice();
+    const window = new ClaimWindow(this.#options.batchSize);
     const transaction = { open: false };
     let idle = false;
     let failures = 0;
@@ -253,9 +262,9 @@ export class Engine {
         client.on('error', onConnectionError);
         while (!this.#stopping) {
           // While busy, a batch's COMMIT also begins the next batch's transaction: one round trip less.
-          const handled = await this.#runBatch(client, executor, isolation, transaction, !idle);
+          const handled = await this.#runBatch(client, executor, isolation, window, transaction, !idle);
           failures = 0;
-          if (handled > 0) {
+          if (handled !== 0) {
             if (idle) {
               await client.query('delete from workflow.idle_daemons where daemon_id = $1', [idleId]);
               idle = false;
@@ -302,12 +311,14 @@ export class Engine {
    * and the events are handled again, in the same call, with a savepoint per action.
    *
    * `transaction.open` says whether the previous batch left the next transaction begun; with
-   * `chain`, a full batch commits and begins the next transaction in one round trip.
+   * `chain`, a full batch commits and begins the next transaction in one round trip. Returns -1
+   * when it claimed nothing but a wider window may find work: the loop claims again at once.
    */
   async #runBatch(
     client: pg.PoolClient,
     executor: EventExecutor,
     choice: IsolationChoice,
+    window: ClaimWindow,
     transaction: { open: boolean },
     chain: boolean,
   ): Promise<number> {
@@ -319,12 +330,14 @@ export class Engine {
     executor.beginTransaction();
     let events: CapturedEvent[] = [];
     try {
-      const claim = await claimEvents(client, limit, this.#options.batchSize * 4);
+      const claim = await claimEvents(client, limit, window.size);
+      executor.depthIsSet(CLAIM_DEPTH);
       events = claim.events;
+      const widen = window.claimed(events.length, limit, claim.headFull);
       if (events.length === 0) {
         transaction.open = false;
         await client.query('commit');
-        return 0;
+        return widen ? -1 : 0;
       }
       const poisoned = events.flatMap((event) => {
         const where = poisonIn(event);
@@ -359,6 +372,7 @@ export class Engine {
         const handled = await executor.execute(client, rules, event, isolation);
         for (const record of handled) records.push(record);
       }
+      await executor.flush(client);
       await recordExecutions(client, records);
       const next = chain && events.length === limit && !this.#stopping;
       transaction.open = false;
@@ -385,7 +399,7 @@ export class Engine {
           'an action failed in an optimistic batch; handling the batch again with savepoints',
         );
         choice.optimisticFailed();
-        return this.#runBatch(client, executor, choice, transaction, chain);
+        return this.#runBatch(client, executor, choice, window, transaction, chain);
       }
       if (events.length > 1) {
         // Find the event that fails by handling the same events one at a time.

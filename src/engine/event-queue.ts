@@ -1,38 +1,107 @@
 import type pg from 'pg';
 import type { CapturedEvent } from './types.js';
 
-// One statement: reads the head of the queue, locked or not, keeps the first event of each row
-// there, locks those that are ready (skipping events other daemons hold), removes them in the
-// caller's transaction (so that a rollback puts them back) and reads the rule set version in the
-// same snapshot.
+// One statement: reads the head of the ready queue (locked or not), drops the events of rows whose
+// earlier event waits for a retry, locks consecutive events of each row there (skipping events
+// other daemons hold), keeps of each row only the run that starts at its first event in the head,
+// removes those in the caller's transaction (so that a rollback puts them back), and reads the
+// rule set version in the same snapshot.
+//
+// A row belongs to the claim that locks its first event in the head; only then are its later
+// events locked (locking them first would hold events that another daemon, owning the row, needs
+// next). A row's run is cut at the first of its events this claim did not lock, so a claim never
+// takes an event of a row while an earlier one is still held elsewhere: that keeps each row's
+// events in commit order across any number of daemons, and a busy row (a stock counter) hands a
+// whole run of its events to one transaction instead of one event each. The batch takes the first
+// $3 events of every row before the rest, so that a busy row at the head shares the batch with the
+// rows behind it. (Rows locked but left out of the batch wait for the next claim.)
+//
+// Events waiting for a retry are not in the head (they would fill it and stall every other row);
+// workflow.waiting_rows() finds them through the partial index events_waiting, and they hold back
+// only the later events of their own row. Dead events hold back nothing, as before.
 //
 // The head must come from the primary key in id order, not from a scan of the whole table and a
 // sort: the statement is planned for each call (not prepared), so that the plan follows the size of
 // the queue, and the state tests are written as CASEs, whose selectivity the planner takes as a half
 // rather than from statistics that may say no event is pending (gathered when the queue was empty).
+// The outer select returns one row even when nothing is claimed, to report whether the head filled
+// the window (then more may lie beyond it). It also sets rulebook.depth (CLAIM_DEPTH).
+/**
+ * The depth the claim sets for the rest of its transaction (rulebook.depth, which the capture
+ * trigger stamps on the changes that actions make): that of actions run for an application's own
+ * changes, the common case, which then costs no statement of its own.
+ */
+export const CLAIM_DEPTH = 1;
+
 const CLAIM_EVENTS = `
 with head as (
   select id, entity_id, row_key
     from workflow.events
-   where case when state = 'pending' then true end
+   where case when state = 'pending' and (run_after is null or run_after <= now()) then true end
    order by id
    limit $1
-), claimed as (
+), waiting as (
+  select entity_id, row_key, id from workflow.waiting_rows()
+), ready as (
+  select h.id, h.entity_id, h.row_key
+    from head h
+   where not exists (select 1 from waiting w
+                      where w.entity_id = h.entity_id and w.row_key = h.row_key and w.id < h.id)
+), firsts as (
   select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
          e.created_at, e.attempts, e.rule_id
     from workflow.events e
-   where e.id = any (array(select min(id) from head group by entity_id, row_key))
+   where e.id = any (array(select min(id) from ready group by entity_id, row_key))
      and case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
    order by e.id
      for update of e skip locked
    limit $2
+), followers as (
+  select r.id, r.entity_id, r.row_key,
+         1 + row_number() over (partition by r.entity_id, r.row_key order by r.id) as rank
+    from ready r
+    join firsts f on f.entity_id = r.entity_id and f.row_key = r.row_key and r.id > f.id
+), runs as (
+  select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
+         e.created_at, e.attempts, e.rule_id
+    from workflow.events e
+   where e.id = any (array(select id from followers))
+     and case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
+   order by e.id
+     for update of e skip locked
+   limit $2
+), marked as (
+  select id, entity_id, row_key, max(rank) as rank, bool_or(locked) as locked
+    from (select id, entity_id, row_key, rank, false as locked from followers
+          union all
+          select id, entity_id, row_key, null, true from runs) m
+   group by id, entity_id, row_key
+), gaps as (
+  select id, rank, locked,
+         min(id) filter (where not locked) over (partition by entity_id, row_key) as gap
+    from marked
+), claimed_ids as (
+  select id from (select id, 1::bigint as rank from firsts
+                  union all
+                  select id, rank from gaps where locked and (gap is null or id < gap)) l
+   order by rank > $3, id
+   limit $2
+), claimed as (
+  select f.* from firsts f where f.id = any (array(select id from claimed_ids))
+  union all
+  select r.* from runs r where r.id = any (array(select id from claimed_ids))
 ), removed as (
   delete from workflow.events e using claimed where e.id = claimed.id
+), window_state as (
+  select (select count(*) from head)::int as head_size,
+         (select version from workflow.rule_set_version)::text as rules_version,
+         set_config('rulebook.depth', '${CLAIM_DEPTH}', true) as depth
 )
-select id, entity_id, operation, row_key, old_row, new_row, txid::text as txid, actor_id, depth, created_at,
-       attempts, rule_id, (select version from workflow.rule_set_version)::text as rules_version
-  from claimed
- order by id`;
+select c.id, c.entity_id, c.operation, c.row_key, c.old_row, c.new_row, c.txid::text as txid, c.actor_id,
+       c.depth, c.created_at, c.attempts, c.rule_id, s.rules_version, s.head_size
+  from window_state s
+  left join claimed c on true
+ order by c.id`;
 
 // Backoff is computed next to the data: 2^attempts seconds, capped at five minutes.
 const FAIL_EVENT = `
@@ -54,7 +123,7 @@ select x.id, x.rule_id, left(x.entity_type, 50), x.trigger_data, x.actions_execu
                                             execution_time_ms int)`;
 
 interface EventRow {
-  id: string;
+  id: string | null;
   entity_id: string;
   operation: CapturedEvent['operation'];
   row_key: Record<string, unknown>;
@@ -67,6 +136,7 @@ interface EventRow {
   attempts: number;
   rule_id: string | null;
   rules_version: string | null;
+  head_size: number;
 }
 
 export interface ExecutionRecord {
@@ -82,36 +152,49 @@ export interface ExecutionRecord {
 
 export interface Claim {
   readonly events: CapturedEvent[];
-  /** The rule set version in the snapshot that saw the events (undefined when none were claimed). */
+  /** The rule set version in the snapshot that saw the events. */
   readonly rulesVersion: string | undefined;
+  /** The head filled the window: ready events lie beyond what this claim looked at. */
+  readonly headFull: boolean;
 }
 
 /**
  * Claims up to `limit` ready events inside the caller's transaction and removes them there: they
- * stay locked until it ends, and are back in the queue if it rolls back. Only the first event of
- * each row in the queue's head can be claimed: a later one waits while an earlier one is still in
- * the table (being handled by another daemon, or waiting for a retry), which keeps each row's events in commit order across any number of daemons. (The events
- * of one row get increasing ids in commit order: a writer must wait for the row lock of the
- * previous writer to commit before its trigger runs.) Deciding this from the head, rather than with
- * an index on the row, keeps the capture trigger's insert down to one index.
+ * stay locked until it ends, and are back in the queue if it rolls back. It looks at the first
+ * `window` ready events; of each row there it takes a run of consecutive events starting at the
+ * row's first, and none while an earlier event of the row is still in the table (handled by
+ * another daemon, or waiting for a retry). That keeps each row's events in commit order across any
+ * number of daemons. (The events of one row get increasing ids in commit order: a writer must wait
+ * for the row lock of the previous writer to commit before its trigger runs.) Deciding this from
+ * the head, rather than with an index on the row, keeps the capture trigger's insert down to one
+ * index.
  */
 export async function claimEvents(client: pg.ClientBase, limit: number, window: number): Promise<Claim> {
-  const { rows } = await client.query<EventRow>(CLAIM_EVENTS, [Math.max(window, limit), limit]);
-  const events = rows.map((row) => ({
-    id: row.id,
-    entityId: row.entity_id,
-    operation: row.operation,
-    rowKey: row.row_key,
-    oldRow: row.old_row,
-    newRow: row.new_row,
-    txid: row.txid,
-    actorId: row.actor_id,
-    depth: row.depth,
-    createdAt: row.created_at,
-    attempts: row.attempts,
-    ruleId: row.rule_id,
-  }));
-  return { events, rulesVersion: rows[0]?.rules_version ?? undefined };
+  const perRowFirst = Math.max(1, Math.floor(limit / 4));
+  const { rows } = await client.query<EventRow>(CLAIM_EVENTS, [Math.max(window, limit), limit, perRowFirst]);
+  const events: CapturedEvent[] = [];
+  for (const row of rows) {
+    if (row.id === null) continue;
+    events.push({
+      id: row.id,
+      entityId: row.entity_id,
+      operation: row.operation,
+      rowKey: row.row_key,
+      oldRow: row.old_row,
+      newRow: row.new_row,
+      txid: row.txid,
+      actorId: row.actor_id,
+      depth: row.depth,
+      createdAt: row.created_at,
+      attempts: row.attempts,
+      ruleId: row.rule_id,
+    });
+  }
+  return {
+    events,
+    rulesVersion: rows[0]?.rules_version ?? undefined,
+    headFull: (rows[0]?.head_size ?? 0) >= Math.max(window, limit),
+  };
 }
 
 /** Records the executions of claimed events, in the transaction that claimed (and removed) them. */

@@ -11,6 +11,7 @@ import { orderByDependencies } from './rule-order.js';
 import type { RuleSet } from './rule-cache.js';
 import type { ActionDefinition, CapturedEvent, RuleDefinition } from './types.js';
 import type { EngineMetrics } from './metrics.js';
+import { WriteBatch } from './write-batch.js';
 
 export interface ExecutorOptions {
   readonly actions: ActionRegistry;
@@ -77,11 +78,19 @@ export class OptimisticRunFailed extends Error {
 /** How actions are protected from each other within the transaction. */
 export type ActionIsolation = 'optimistic' | 'savepoints';
 
-/** The client an action sees, counting the statements the action sends. */
-function countingClient(client: pg.ClientBase, counter: { queries: number }): pg.ClientBase {
+/**
+ * The client an action sees, counting the statements the action sends and sending the writes that
+ * earlier actions handed over first, so that the action's statement sees them.
+ */
+function countingClient(
+  client: pg.ClientBase,
+  counter: { queries: number },
+  batch: WriteBatch,
+): pg.ClientBase {
+  const send = (args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args);
   const query = (...args: unknown[]) => {
     counter.queries++;
-    return (client.query as (...a: unknown[]) => unknown)(...args);
+    return batch.empty ? send(args) : batch.flush(client).then(() => send(args));
   };
   return new Proxy(client, {
     get(target, property) {
@@ -111,6 +120,7 @@ export class EventExecutor {
   #client: pg.ClientBase | undefined;
   #actionClient: pg.ClientBase | undefined;
   readonly #counter = { queries: 0 };
+  readonly #batch = new WriteBatch();
   readonly #pendingExecutions: RuleStatus[] = [];
   readonly #pendingDurations: [type: string, seconds: number][] = [];
 
@@ -119,8 +129,14 @@ export class EventExecutor {
   /** Call at the start of every transaction: session-local settings do not outlive it. */
   beginTransaction(): void {
     this.#depthSetting = undefined;
+    this.#batch.clear();
     this.#pendingExecutions.length = 0;
     this.#pendingDurations.length = 0;
+  }
+
+  /** Says that the transaction has set rulebook.depth to `depth` already (the claim does). */
+  depthIsSet(depth: number): void {
+    this.#depthSetting = depth;
   }
 
   /** Call once the transaction has committed: counts what it did. */
@@ -130,6 +146,20 @@ export class EventExecutor {
     for (const [type, seconds] of this.#pendingDurations) metrics.actionDuration.observe(type, seconds);
     this.#pendingExecutions.length = 0;
     this.#pendingDurations.length = 0;
+  }
+
+  /**
+   * Sends the writes that actions handed over (optimistic runs only). Call before writing the
+   * execution rows. A failure throws OptimisticRunFailed: the caller handles the batch again with
+   * savepoints, where every action writes at once and a failing one is recorded alone.
+   */
+  async flush(client: pg.ClientBase): Promise<void> {
+    if (this.#batch.empty) return;
+    try {
+      await this.#batch.flush(client);
+    } catch (error) {
+      throw new OptimisticRunFailed('batched writes', error);
+    }
   }
 
   async execute(
@@ -285,6 +315,7 @@ export class EventExecutor {
     const optimistic = isolation === 'optimistic';
     const context: ActionContext = {
       client: optimistic ? this.#countingClient(client) : client,
+      ...(optimistic ? { batch: this.#batch } : {}),
       event,
       rule,
       action,
@@ -337,13 +368,15 @@ export class EventExecutor {
   #countingClient(client: pg.ClientBase): pg.ClientBase {
     if (this.#client !== client || !this.#actionClient) {
       this.#client = client;
-      this.#actionClient = countingClient(client, this.#counter);
+      this.#actionClient = countingClient(client, this.#counter, this.#batch);
     }
     return this.#actionClient;
   }
 
   async #setDepth(client: pg.ClientBase, depth: number): Promise<void> {
     if (this.#depthSetting === depth) return;
+    // Writes handed over ran at the depth they were made at: captured, they say how deep they are.
+    await this.flush(client);
     await client.query("select set_config('rulebook.depth', $1, true)", [String(depth)]);
     this.#depthSetting = depth;
   }

@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../src/engine/engine.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
+import { createRule } from './support/rules.js';
+import { waitFor } from './support/wait.js';
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await db.query(TEST_LOG_TABLE);
+  await db.query(`create schema stock`);
+});
+
+afterAll(async () => {
+  await db.drop();
+});
+
+/** A table of `rows` rows whose every change of n is logged by a test_log action labelled `table`. */
+async function countedTable(table: string, rows: number): Promise<void> {
+  await db.query(`create table ${table} (id int primary key, n int not null default 0)`);
+  await db.query(`insert into ${table} (id) select g from generate_series(1, $1::int) g`, [rows]);
+  await createRule(db, {
+    name: `count ${table}`,
+    entity: table,
+    trigger: 'on_update',
+    conditions: [{ field_name: 'n', operator: 'changed' }],
+    actions: [{ name: 'log', config: { action_type: 'test_log', label: table } }],
+  });
+}
+
+async function logged(table: string): Promise<number> {
+  const [row] = await db.query<{ count: string }>(`select count(*) from test_log where label = $1`, [table]);
+  return Number(row!.count);
+}
+
+/** For each row, the values of n its actions saw, in the order they ran, where that is not 1..expected. */
+async function outOfOrder(table: string, expected: (rowId: number) => number) {
+  const rows = await db.query<{ id: number; seen: number[] }>(
+    `select (row_key ->> 'id')::int as id, array_agg(n order by seq) as seen from test_log where label = $1
+      group by 1 order by 1`,
+    [table],
+  );
+  return rows.filter(
+    (row) => row.seen.join(',') !== Array.from({ length: expected(row.id) }, (_, i) => i + 1).join(','),
+  );
+}
+
+describe('a hot row', () => {
+  it('500 events of one row do not hold back the rows behind them, and run in commit order', async () => {
+    const table = 'stock.counters';
+    await countedTable(table, 61);
+    // Row 1 is a busy counter updated 500 times, then rows 2..61 change once: all queued before any
+    // daemon runs, so the head of the queue is the hot row alone, many times over the claim window.
+    for (let i = 0; i < 500; i++) await db.query(`update ${table} set n = n + 1 where id = 1`);
+    await db.query(`update ${table} set n = n + 1 where id > 1`);
+
+    const engines: Engine[] = [];
+    try {
+      for (let i = 0; i < 2; i++) engines.push(await startEngine(db, { batchSize: 20, concurrency: 2 }));
+      await waitFor('all 560 events to be handled', async () => (await logged(table)) >= 560, 60_000);
+    } finally {
+      await Promise.all(engines.map((engine) => engine.stop()));
+    }
+    expect(await logged(table)).toBe(560);
+    expect(await outOfOrder(table, (id) => (id === 1 ? 500 : 1))).toEqual([]);
+    // The other rows finished while the hot row still had most of its events to go; claiming one
+    // event of the hot row per transaction, from a head that holds nothing else, they would come last.
+    const [progress] = await db.query<{ hot_before_others_done: string }>(
+      `select count(*) as hot_before_others_done from test_log
+        where label = $1 and row_key ->> 'id' = '1'
+          and seq < (select max(seq) from test_log where label = $1 and row_key ->> 'id' <> '1')`,
+      [table],
+    );
+    expect(Number(progress!.hot_before_others_done)).toBeLessThan(250);
+    // Several events of the hot row shared each transaction (executed_at is the transaction's start).
+    const [batches] = await db.query<{ transactions: string }>(
+      `select count(distinct e.executed_at) as transactions
+         from workflow.automation_executions e
+         join workflow.automation_rules r on r.id = e.automation_rules_id
+        where r.name = $1 and e.trigger_data -> 'row_key' ->> 'id' = '1'`,
+      [`count ${table}`],
+    );
+    expect(Number(batches!.transactions)).toBeLessThanOrEqual(100);
+    const [left] = await db.query<{ count: string }>(`select count(*) from workflow.events`);
+    expect(left!.count).toBe('0');
+  });
+});
+
+describe('a row waiting for a retry', () => {
+  it('at the head of the queue holds back only its own later events', async () => {
+    const table = 'stock.shelves';
+    await countedTable(table, 60);
+    // Rows 1..30 change, and those first events fail (as an outage would make them) and wait an hour
+    // for their retry; then rows 1..30 change again, then rows 31..60 change once.
+    await db.query(`update ${table} set n = n + 1 where id <= 30`);
+    await db.query(
+      `update workflow.events set attempts = 1, last_error = 'connection lost', run_after = now() + interval '1 hour'`,
+    );
+    await db.query(`update ${table} set n = n + 1 where id <= 30`);
+    await db.query(`update ${table} set n = n + 1 where id > 30`);
+
+    // A claim window of 20 events: the waiting events alone would fill it.
+    const engine = await startEngine(db, { batchSize: 5, concurrency: 2 });
+    try {
+      await waitFor('rows 31..60 to be handled', async () => (await logged(table)) >= 30);
+      const [queue] = await db.query<{ waiting: string; held: string }>(
+        `select count(*) filter (where run_after > now()) as waiting,
+                count(*) filter (where run_after is null) as held
+           from workflow.events where state = 'pending'`,
+      );
+      expect(queue).toEqual({ waiting: '30', held: '30' });
+      const early = await db.query(
+        `select 1 from test_log where label = $1 and (row_key ->> 'id')::int <= 30`,
+        [table],
+      );
+      expect(early).toEqual([]);
+
+      // Their retry comes due: each row's two events run, in order.
+      await db.query(`update workflow.events set run_after = now() where run_after is not null`);
+      engine.poke();
+      await waitFor('every event to be handled', async () => (await logged(table)) >= 90);
+    } finally {
+      await engine.stop();
+    }
+    expect(await logged(table)).toBe(90);
+    expect(await outOfOrder(table, (id) => (id <= 30 ? 2 : 1))).toEqual([]);
+  });
+});
