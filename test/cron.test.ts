@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { parseCron, ticksBetween } from '../src/scheduler/cron.js';
+
+function ticks(expression: string, zone: string, after: string, until: string): string[] {
+  return ticksBetween(parseCron(expression), zone, new Date(after), new Date(until)).map((tick) =>
+    tick.toISOString(),
+  );
+}
+
+describe('cron ticks', () => {
+  it('are the wall times of the expression in its zone, in order, after the start and up to the end', () => {
+    expect(ticks('*/20 * * * * *', 'UTC', '2026-06-01T10:00:00Z', '2026-06-01T10:01:00Z')).toEqual([
+      '2026-06-01T10:00:20.000Z',
+      '2026-06-01T10:00:40.000Z',
+      '2026-06-01T10:01:00.000Z',
+    ]);
+    // Friday 4 and Monday 7 December, 07:00 in New York (UTC-5); not the weekend.
+    expect(ticks('0 7 * * mon-fri', 'America/New_York', '2026-12-04T00:00Z', '2026-12-08T00:00Z')).toEqual([
+      '2026-12-04T12:00:00.000Z',
+      '2026-12-07T12:00:00.000Z',
+    ]);
+    // Both day fields restricted: either matches (the 1st, or a Sunday).
+    expect(ticks('0 0 1 * sun', 'UTC', '2026-02-27T12:00Z', '2026-03-09T12:00Z')).toEqual([
+      '2026-03-01T00:00:00.000Z',
+      '2026-03-08T00:00:00.000Z',
+    ]);
+  });
+
+  it('run a daily time once on the day clocks go forward in Berlin, moved past the gap', () => {
+    // 29 March 2026: 02:00 CET becomes 03:00 CEST; 02:30 does not exist and runs at 03:30 CEST.
+    expect(ticks('30 2 * * *', 'Europe/Berlin', '2026-03-27T12:00Z', '2026-03-30T12:00Z')).toEqual([
+      '2026-03-28T01:30:00.000Z',
+      '2026-03-29T01:30:00.000Z',
+      '2026-03-30T00:30:00.000Z',
+    ]);
+    // A tick moved onto another tick's instant runs once.
+    expect(ticks('30 2,3 * * *', 'Europe/Berlin', '2026-03-28T23:00Z', '2026-03-29T03:00Z')).toEqual([
+      '2026-03-29T01:30:00.000Z',
+    ]);
+  });
+
+  it('run a daily time once on the day clocks go back in Berlin, at its first occurrence', () => {
+    // 25 October 2026: 03:00 CEST becomes 02:00 CET; 02:30 happens twice.
+    expect(ticks('30 2 * * *', 'Europe/Berlin', '2026-10-24T12:00Z', '2026-10-26T12:00Z')).toEqual([
+      '2026-10-25T00:30:00.000Z',
+      '2026-10-26T01:30:00.000Z',
+    ]);
+    expect(ticks('0 * * * *', 'Europe/Berlin', '2026-10-24T23:30Z', '2026-10-25T02:30Z')).toEqual([
+      '2026-10-25T00:00:00.000Z',
+      '2026-10-25T02:00:00.000Z',
+    ]);
+  });
+
+  it('refuse a field out of range, naming it', () => {
+    expect(() => parseCron('61 * * * *')).toThrow('minute field "61" is not valid (0-59)');
+    expect(() => parseCron('0 7 * *')).toThrow('has 4 fields');
+    expect(() => parseCron('0 0 * * 1-9')).toThrow('day of week');
+  });
+});
