@@ -1,3 +1,4 @@
+import { fixedMilliseconds, parseTimeInterval } from './conditions/time-interval.js';
 import path from 'node:path';
 import { AllowListError, WebhookAllowList } from './delivery/destination-guard.js';
 
@@ -48,6 +49,8 @@ export interface Config {
   readonly scheduler: {
     /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
     readonly maintenanceIntervalMs: number;
+    /** RULEBOOK_SCHEDULE_CATCHUP: how old a tick missed while no daemon ran may be and still run. */
+    readonly catchUpMs: number;
   };
 }
 
@@ -123,6 +126,26 @@ function parseWaitSeconds(value: string | undefined): number {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** RULEBOOK_SCHEDULE_CATCHUP: an interval as rules write them ("1 hour", "PT30M"), or 0 for none. */
+function parseCatchUp(value: string | undefined): number {
+  const text = value?.trim();
+  if (text === undefined || text === '') return 3_600_000;
+  if (text === '0') return 0;
+  let interval;
+  try {
+    interval = parseTimeInterval(text);
+  } catch {
+    interval = undefined;
+  }
+  const ms = interval && fixedMilliseconds(interval);
+  if (ms === undefined) {
+    throw new ConfigError(
+      `RULEBOOK_SCHEDULE_CATCHUP must be an interval of weeks, days, hours, minutes or seconds such as "1 hour", "90 minutes" or "PT2H", or 0; got "${value}"`,
+    );
+  }
+  return ms;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const databaseUrl = env.DATABASE_URL?.trim() || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -177,6 +200,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     }),
     scheduler: Object.freeze({
       maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
+      catchUpMs: parseCatchUp(env.RULEBOOK_SCHEDULE_CATCHUP),
     }),
   });
 }

@@ -1,3 +1,4 @@
+import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { maskedUrl, openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
@@ -14,6 +15,8 @@ export interface DaemonOptions {
   readonly http: boolean;
   /** Aborts start-up while it waits for the database. */
   readonly signal?: AbortSignal;
+  /** Where the scheduler, the maintenance job and time-relative conditions read now (tests move one). */
+  readonly clock?: Clock;
 }
 
 export interface RunningDaemon {
@@ -69,7 +72,7 @@ export async function startDaemon(
     const applied = await migrateDatabase(database.url);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
 
-    const engine = new Engine({ databaseUrl: database.url, logger, ...config.engine });
+    const engine = new Engine({ databaseUrl: database.url, logger, ...config.engine, clock: options.clock });
     await engine.start();
     cleanups.push(() => engine.stop());
 
@@ -77,6 +80,8 @@ export async function startDaemon(
       databaseUrl: database.url,
       logger,
       pollIntervalMs: config.engine.pollIntervalMs,
+      catchUpMs: config.scheduler.catchUpMs,
+      clock: options.clock,
     });
     await scheduler.start();
     cleanups.push(() => scheduler.stop());
@@ -85,6 +90,7 @@ export async function startDaemon(
       databaseUrl: database.url,
       logger,
       intervalMs: config.scheduler.maintenanceIntervalMs,
+      clock: options.clock,
     });
     maintenance.start();
     cleanups.push(() => maintenance.stop());

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { systemClock, type Clock } from '../clock.js';
 import { inTransaction } from '../db/transaction.js';
 import type { Logger } from '../logger.js';
 import { createPool } from '../db/pool.js';
@@ -10,6 +11,8 @@ export interface MaintenanceOptions {
   readonly intervalMs?: number;
   /** How long fired ticks are kept in workflow.schedule_runs (a PostgreSQL interval). */
   readonly keepScheduleRuns?: string;
+  /** What the pruning of fired ticks counts their age from. */
+  readonly clock?: Clock;
 }
 
 export interface MaintenanceResult {
@@ -28,7 +31,7 @@ const MAINTENANCE_LOCK = "hashtextextended('rulebook.maintenance', 0)";
 interface Job {
   readonly name: keyof Omit<MaintenanceResult, 'ran' | 'failed'>;
   readonly sql: string;
-  readonly values?: unknown[];
+  readonly values?: () => unknown[];
 }
 
 /**
@@ -61,8 +64,8 @@ export class MaintenanceJobs {
       { name: 'expiredAlerts', sql: 'select workflow.expire_alerts() as count' },
       {
         name: 'prunedScheduleRuns',
-        sql: 'select workflow.prune_schedule_runs($1::interval) as count',
-        values: [options.keepScheduleRuns ?? '7 days'],
+        sql: 'select workflow.prune_schedule_runs($1::interval, $2::timestamptz) as count',
+        values: () => [options.keepScheduleRuns ?? '7 days', (options.clock ?? systemClock).now()],
       },
       { name: 'releasedReservations', sql: 'select workflow.release_expired_reservations() as count' },
     ];
@@ -119,7 +122,7 @@ export class MaintenanceJobs {
     for (const job of this.#jobs) {
       await client.query('savepoint rulebook_maintenance');
       try {
-        const result = await client.query<{ count: string | number }>(job.sql, job.values);
+        const result = await client.query<{ count: string | number }>(job.sql, job.values?.());
         counts[job.name] = Number(result.rows[0]?.count ?? 0);
         await client.query('release savepoint rulebook_maintenance');
       } catch (error) {
