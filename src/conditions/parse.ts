@@ -103,7 +103,7 @@ function parseFieldCondition(entry: unknown, where: string): FieldCondition {
     try {
       parseTimeInterval(raw.value);
     } catch (error) {
-      throw new Error(`${where}: operator "${operator}" ${(error as Error).message}`);
+      throw new Error(`${where}: operator "${operator}" ${(error as Error).message}`, { cause: error });
     }
   }
   if (operator === 'changed_from' && !Object.hasOwn(raw, 'previous_value')) {

@@ -23,7 +23,9 @@ const WORD = new RegExp(`(\\d+) *(${UNIT})`, 'g');
 /** Reads an interval; throws an Error saying what is wrong (the rule check says the same). */
 export function parseTimeInterval(value: unknown): TimeInterval {
   if (typeof value !== 'string') {
-    throw new Error(`needs "value" to be an interval such as "2 days" or "PT36H", got ${JSON.stringify(value) ?? 'nothing'}`);
+    throw new Error(
+      `needs "value" to be an interval such as "2 days" or "PT36H", got ${JSON.stringify(value) ?? 'nothing'}`,
+    );
   }
   const text = value.trim();
   let years = 0;

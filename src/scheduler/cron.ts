@@ -47,7 +47,9 @@ const FIELDS: Record<string, FieldSpec> = {
 export function parseCron(expression: string): CronExpression {
   const parts = expression.trim().split(/\s+/);
   if (parts.length !== 5 && parts.length !== 6) {
-    throw new Error(`"${expression}" has ${parts.length} fields; a cron expression has 5, or 6 with seconds first`);
+    throw new Error(
+      `"${expression}" has ${parts.length} fields; a cron expression has 5, or 6 with seconds first`,
+    );
   }
   const hasSeconds = parts.length === 6;
   const [second, minute, hour, day, month, weekday] = hasSeconds ? parts : ['0', ...parts];
@@ -115,12 +117,7 @@ const MARGIN = 3 * HOUR;
  * The ticks of `cron` in `zone` after `after` and not after `until`, in order, each once. `limit`
  * keeps the latest ones only, for a long stretch that is only being counted.
  */
-export function ticksBetween(
-  cron: CronExpression,
-  zone: string,
-  after: Date,
-  until: Date,
-): Date[] {
+export function ticksBetween(cron: CronExpression, zone: string, after: Date, until: Date): Date[] {
   const from = after.getTime();
   const to = until.getTime();
   if (to <= from) return [];

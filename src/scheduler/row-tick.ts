@@ -47,11 +47,7 @@ select format('%I.%I', n.nspname, c.relname) as relation,
   from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where c.oid = to_regclass(format('%I.%I', $1::text, $2::text))`;
 
-export async function loadRowSource(
-  client: Queryable,
-  schemaName: string,
-  name: string,
-): Promise<RowSource> {
+export async function loadRowSource(client: Queryable, schemaName: string, name: string): Promise<RowSource> {
   const { rows } = await client.query<{
     relation: string;
     columns: Record<string, ColumnInfo>;
@@ -93,7 +89,8 @@ export function conditionsSql(
   };
   const clauses = conditions.map((condition) => {
     const column = source.columns.get(condition.field_name);
-    if (!column) throw new Error(`field_name "${condition.field_name}" is not a column of ${source.relation}`);
+    if (!column)
+      throw new Error(`field_name "${condition.field_name}" is not a column of ${source.relation}`);
     const field = `t.${ident(condition.field_name)}`;
     const typed = (value: unknown) => param(operandText(value), column.type);
     const list = () =>
@@ -157,7 +154,9 @@ export function batchQuery(
   const { source } = rule;
   const values: unknown[] = [rule.ruleId, tick, rule.entityId, batchSize];
   const byPrimaryKey = source.key.length > 0;
-  const keyColumns = byPrimaryKey ? source.key.map((column) => `t.${ident(column)}`) : ['t::text collate "C"'];
+  const keyColumns = byPrimaryKey
+    ? source.key.map((column) => `t.${ident(column)}`)
+    : ['t::text collate "C"'];
   const keyJson = byPrimaryKey
     ? `jsonb_build_object(${source.key.map((column) => `${pg.escapeLiteral(column)}, t.${ident(column)}`).join(', ')})`
     : 'to_jsonb(t::text)';
@@ -166,7 +165,9 @@ export function batchQuery(
     values.push(JSON.stringify(lastKey));
     const at = `$${values.length}::jsonb`;
     const bound = byPrimaryKey
-      ? source.key.map((column) => `(${at} ->> ${pg.escapeLiteral(column)})::${source.columns.get(column)!.type}`)
+      ? source.key.map(
+          (column) => `(${at} ->> ${pg.escapeLiteral(column)})::${source.columns.get(column)!.type}`,
+        )
       : [`(${at} #>> '{}') collate "C"`];
     after = ` and (${keyColumns.join(', ')}) > (${bound.join(', ')})`;
   }
@@ -222,7 +223,7 @@ export async function runBatch(
   rule: RowTickRule,
   tick: Date,
   batchSize: number,
-  beforeCommit?: () => Promise<void>,
+  beforeCommit?: (client: pg.ClientBase) => Promise<void>,
 ): Promise<BatchOutcome> {
   return inTransaction(client, async (c) => {
     const { rows } = await c.query<{ status: string; last_key: unknown; rule_active: boolean }>(LOCK_RUN, [
@@ -232,10 +233,10 @@ export async function runBatch(
     const run = rows[0];
     if (!run) {
       // Locked by a daemon working on it, or pruned.
-      const exists = await c.query('select 1 from workflow.schedule_runs where rule_id = $1 and scheduled_for = $2', [
-        rule.ruleId,
-        tick,
-      ]);
+      const exists = await c.query(
+        'select 1 from workflow.schedule_runs where rule_id = $1 and scheduled_for = $2',
+        [rule.ruleId, tick],
+      );
       return { state: exists.rowCount ? 'busy' : 'gone' };
     }
     if (run.status !== 'selecting') return { state: 'finished' };
@@ -261,7 +262,7 @@ export async function runBatch(
       [rule.ruleId, tick, queued > 0 ? JSON.stringify(result.rows[0]!.last_key) : null, queued, done],
     );
     if (queued > 0) await c.query('select workflow.wake_daemons()');
-    await beforeCommit?.();
+    await beforeCommit?.(c);
     return { state: 'queued', queued, done };
   });
 }

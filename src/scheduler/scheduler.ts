@@ -23,7 +23,7 @@ export interface SchedulerOptions {
   /** Rows queued per transaction by a tick over rows. */
   readonly batchSize?: number;
   /** Runs inside each batch's transaction before it commits: tests kill the connection there. */
-  readonly beforeBatchCommit?: () => Promise<void>;
+  readonly beforeBatchCommit?: (client: pg.ClientBase) => Promise<void>;
 }
 
 /** A scheduled rule that will never fire: its schedule or conditions cannot be read. */
@@ -135,7 +135,7 @@ export class Scheduler {
   readonly #catchUpMs: number;
   readonly #clock: Clock;
   readonly #batchSize: number;
-  readonly #beforeBatchCommit: (() => Promise<void>) | undefined;
+  readonly #beforeBatchCommit: ((client: pg.ClientBase) => Promise<void>) | undefined;
   readonly #rules = new Map<string, ActiveRule>();
   #problems: ScheduleProblem[] = [];
   #version: string | undefined;
@@ -227,7 +227,9 @@ export class Scheduler {
    */
   runDue(): Promise<void> {
     const run = this.#due.then(() => this.#runDue());
-    this.#due = run.catch((error: unknown) => this.#logger.warn({ err: error }, 'scheduled ticks could not run'));
+    this.#due = run.catch((error: unknown) =>
+      this.#logger.warn({ err: error }, 'scheduled ticks could not run'),
+    );
     return run;
   }
 
@@ -410,6 +412,9 @@ export class Scheduler {
     let queued = 0;
     const client = await this.#pool.connect();
     let broken: Error | undefined;
+    // A connection lost mid-batch also emits 'error' on the client; the failed query reports it.
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
     try {
       while (!this.#stopping) {
         const outcome = await runBatch(client, tickRule, tick, this.#batchSize, this.#beforeBatchCommit);
@@ -422,6 +427,7 @@ export class Scheduler {
       broken = error as Error;
       throw error;
     } finally {
+      if (!broken) client.off('error', onError);
       client.release(broken);
       if (queued > 0) this.#logger.debug({ ruleId: rule.ruleId, scheduledFor: tick, queued }, 'rows queued');
     }
