@@ -21,6 +21,7 @@ import { startBenchServer } from './support/server.js';
 const MODULES: Record<string, () => Promise<BenchModule>> = {
   capture: () => import('./capture.js'),
   engine: () => import('./engine.js'),
+  schedules: () => import('./schedules.js'),
 };
 
 const USAGE = `usage: npm run bench -- [--only ${Object.keys(MODULES).join(',')}] [--quick]
