@@ -395,6 +395,18 @@ describe('a scheduled rule', () => {
 });
 
 describe('missed ticks', () => {
+  it('are caught up within RULEBOOK_SCHEDULE_CATCHUP, an interval as rules write them', () => {
+    const catchUp = (value?: string) =>
+      loadConfig(value === undefined ? {} : { RULEBOOK_SCHEDULE_CATCHUP: value }).scheduler.catchUpMs;
+    expect(catchUp()).toBe(HOUR);
+    expect(catchUp('90 minutes')).toBe(90 * MINUTE);
+    expect(catchUp('PT2H')).toBe(2 * HOUR);
+    expect(catchUp('0')).toBe(0);
+    for (const bad of ['1 month', 'an hour', '-5 minutes']) {
+      expect(() => catchUp(bad)).toThrow(`RULEBOOK_SCHEDULE_CATCHUP must be an interval`);
+    }
+  });
+
   it('run once each and in order after downtime within RULEBOOK_SCHEDULE_CATCHUP; older ones are recorded as missed', async () => {
     const start = new Date('2030-02-01T00:00:00Z');
     const ruleId = await createScheduledRule({

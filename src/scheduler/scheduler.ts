@@ -113,7 +113,6 @@ const UNFINISHED = `
 select rule_id, scheduled_for from workflow.schedule_runs
  where status = 'selecting' order by scheduled_for limit 100`;
 
-const MAX_RETRY_DELAY_MS = 5_000;
 /** How far back missed ticks are looked for: as long as maintenance keeps schedule_runs. */
 const MISSED_LOOKBACK_MS = 7 * 86_400_000;
 /** Missed ticks recorded one by one per gap (the latest); the log line counts them all. */
@@ -364,31 +363,39 @@ export class Scheduler {
     }
   }
 
-  /** Fires one tick; retries a failure while the tick is within the catch-up window. */
+  /**
+   * Fires one tick. False when it could not: the rule stops there until the next wake, which tries
+   * the tick again (and records it missed once it is older than the catch-up window), so a failing
+   * rule holds up neither the others nor the scheduler.
+   */
   async #fire(rule: ActiveRule, tick: Date): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        if (!rule.forEachRow) {
-          const { rows } = await this.#pool.query<{ event_id: string | null }>(FIRE, [rule.ruleId, tick]);
-          this.#count(rule, tick, rows[0]?.event_id != null);
-          return true;
-        }
-        const { rowCount } = await this.#pool.query(START_ROW_TICK, [rule.ruleId, tick]);
-        this.#count(rule, tick, rowCount === 1);
-        if (rowCount === 1) await this.#finishTick(rule, tick);
-        return true;
-      } catch (error) {
-        const delay = Math.min(250 * 2 ** attempt, MAX_RETRY_DELAY_MS);
-        const giveUp =
-          this.#stopping || this.#clock.now().getTime() + delay - tick.getTime() > this.#catchUpMs;
-        this.#logger.warn(
-          { err: error, ruleId: rule.ruleId, scheduledFor: tick, ...(giveUp ? {} : { retryInMs: delay }) },
-          giveUp ? 'could not fire scheduled rule; giving the tick up' : 'could not fire scheduled rule',
-        );
-        if (giveUp) return true;
-        await new Promise((resolve) => setTimeout(resolve, delay));
+    let fired: boolean;
+    try {
+      if (rule.forEachRow) {
+        fired = (await this.#pool.query(START_ROW_TICK, [rule.ruleId, tick])).rowCount === 1;
+      } else {
+        const { rows } = await this.#pool.query<{ event_id: string | null }>(FIRE, [rule.ruleId, tick]);
+        fired = rows[0]?.event_id != null;
       }
+    } catch (error) {
+      this.#logger.warn(
+        { err: error, ruleId: rule.ruleId, ruleName: rule.ruleName, scheduledFor: tick },
+        'could not fire scheduled rule; trying again at the next wake',
+      );
+      return false;
     }
+    this.#count(rule, tick, fired);
+    // Rows left unqueued here (an error, a stop) are finished at a later wake, by any daemon.
+    if (fired && rule.forEachRow)
+      await this.#finishTick(rule, tick).catch((error: unknown) => this.#tickFailed(rule, tick, error));
+    return true;
+  }
+
+  #tickFailed(rule: ActiveRule, tick: Date, error: unknown): void {
+    this.#logger.warn(
+      { err: error, ruleId: rule.ruleId, ruleName: rule.ruleName, scheduledFor: tick },
+      'could not queue the rows of a scheduled tick; they are queued at a later wake',
+    );
   }
 
   #count(rule: ActiveRule, tick: Date, fired: boolean): void {
@@ -441,7 +448,11 @@ export class Scheduler {
       for (const row of rows) {
         const rule = this.#rules.get(row.rule_id);
         if (this.#stopping) return;
-        if (rule?.forEachRow) await this.#finishTick(rule, row.scheduled_for);
+        if (rule?.forEachRow) {
+          await this.#finishTick(rule, row.scheduled_for).catch((error: unknown) =>
+            this.#tickFailed(rule, row.scheduled_for, error),
+          );
+        }
       }
     } catch (error) {
       this.#logger.warn({ err: error }, 'could not finish the rows of unfinished ticks');
