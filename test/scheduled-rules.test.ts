@@ -620,6 +620,28 @@ describe('a scheduled rule over rows', () => {
   });
 });
 
+describe('a scheduled rule over rows of a table that is gone', () => {
+  it('cancels its tick with an error in the log, and goes on with the next', async () => {
+    const tick = new Date('2030-03-05T06:00:00Z');
+    await db.query(`create table ops.scratch (id int primary key)`);
+    await db.query(`insert into ops.scratch select generate_series(1, 5)`);
+    await registerEntity(db, 'ops.scratch');
+    const ruleId = await createScheduledRule({
+      name: 'Every scratch row',
+      entity: 'scratch',
+      updatedAt: new Date(tick.getTime() - HOUR),
+      conditions: { schedule: '0 6 * * *', for_each_row: true },
+    });
+    await db.query(`drop table ops.scratch`);
+    const clock = new ManualClock(tick);
+    const scheduler = await startScheduler(clock);
+    await scheduler.runDue();
+    expect((await runsOf(ruleId)).map((run) => run.status)).toEqual(['cancelled']);
+    await travel(clock, new Date(tick.getTime() + DAY), 6 * HOUR, [scheduler]);
+    expect((await runsOf(ruleId)).map((run) => run.status)).toEqual(['cancelled', 'cancelled']);
+  });
+});
+
 describe('time-relative conditions', () => {
   it('older_than in an event rule is read against the engine clock when the event is matched', async () => {
     const ruleId = await createRule(db, {

@@ -54,8 +54,13 @@ export async function loadRowSource(client: Queryable, schemaName: string, name:
     key: string[];
   }>(LOAD_SOURCE, [schemaName, name]);
   const row = rows[0];
-  if (!row) throw new Error(`${schemaName}.${name} does not exist`);
+  if (!row) throw new MissingRelationError(`${schemaName}.${name} does not exist`);
   return { relation: row.relation, columns: new Map(Object.entries(row.columns)), key: row.key };
+}
+
+/** The entity's table or view is gone: its ticks cannot be finished by waiting. */
+export class MissingRelationError extends Error {
+  override name = 'MissingRelationError';
 }
 
 export interface RowBatchQuery {

@@ -4,7 +4,13 @@ import { parseConditions, type FieldCondition } from '../conditions/parse.js';
 import { inTransaction } from '../db/transaction.js';
 import type { Logger } from '../logger.js';
 import { parseCron, ticksBetween, type CronExpression } from './cron.js';
-import { loadRowSource, runBatch, type RowTickRule } from './row-tick.js';
+import {
+  loadRowSource,
+  MissingRelationError,
+  runBatch,
+  type RowSource,
+  type RowTickRule,
+} from './row-tick.js';
 import { parseSchedule, type Schedule } from './schedule.js';
 import { createPool } from '../db/pool.js';
 
@@ -108,6 +114,10 @@ update workflow.schedule_runs s set status = 'cancelled', finished_at = now()
  where s.status = 'selecting'
    and not exists (select 1 from workflow.automation_rules a
                     where a.id = s.rule_id and a.is_active and a.updated_date <= s.scheduled_for)`;
+
+const CANCEL_TICK = `
+update workflow.schedule_runs set status = 'cancelled', finished_at = now()
+ where rule_id = $1 and scheduled_for = $2 and status = 'selecting'`;
 
 const UNFINISHED = `
 select rule_id, scheduled_for from workflow.schedule_runs
@@ -409,7 +419,18 @@ export class Scheduler {
 
   /** Queues the rest of a tick's rows, batch by batch, unless another daemon is at it. */
   async #finishTick(rule: ActiveRule, tick: Date): Promise<void> {
-    const source = await loadRowSource(this.#pool, rule.schemaName, rule.entityName);
+    let source: RowSource;
+    try {
+      source = await loadRowSource(this.#pool, rule.schemaName, rule.entityName);
+    } catch (error) {
+      if (!(error instanceof MissingRelationError)) throw error;
+      await this.#pool.query(CANCEL_TICK, [rule.ruleId, tick]);
+      this.#logger.error(
+        { ruleId: rule.ruleId, ruleName: rule.ruleName, scheduledFor: tick, err: error },
+        'the table or view of a scheduled rule over rows does not exist; its tick is cancelled',
+      );
+      return;
+    }
     const tickRule: RowTickRule = {
       ruleId: rule.ruleId,
       entityId: rule.entityId,
