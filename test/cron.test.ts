@@ -51,6 +51,33 @@ describe('cron ticks', () => {
     ]);
   });
 
+  it('are the same whether asked for in one stretch or in many short ones, across both changes', () => {
+    for (const [expression, from, until] of [
+      ['*/15 * * * *', '2026-03-28T20:00:00Z', '2026-03-29T04:00:00Z'],
+      ['*/15 * * * *', '2026-10-24T20:00:00Z', '2026-10-25T04:00:00Z'],
+      ['30 2 * * *', '2026-03-27T20:00:00Z', '2026-03-30T04:00:00Z'],
+      ['30 2 * * *', '2026-10-23T20:00:00Z', '2026-10-26T04:00:00Z'],
+      ['*/20 * 2 * * *', '2026-10-25T00:40:00Z', '2026-10-25T01:20:00Z'],
+    ] as const) {
+      const whole = ticks(expression, 'Europe/Berlin', from, until);
+      const pieces: string[] = [];
+      for (let at = Date.parse(from); at < Date.parse(until); at += 7 * 60_000 + 13_000) {
+        const end = Math.min(at + 7 * 60_000 + 13_000, Date.parse(until));
+        pieces.push(
+          ...ticks(expression, 'Europe/Berlin', new Date(at).toISOString(), new Date(end).toISOString()),
+        );
+      }
+      expect(pieces, expression).toEqual(whole);
+      expect(new Set(whole).size).toBe(whole.length);
+    }
+    // Quarter hours: the skipped hour's four collapse onto 03:00 CEST and after; the repeated hour runs once.
+    expect(ticks('*/15 * * * *', 'Europe/Berlin', '2026-03-29T00:40:00Z', '2026-03-29T01:20:00Z')).toEqual([
+      '2026-03-29T00:45:00.000Z',
+      '2026-03-29T01:00:00.000Z',
+      '2026-03-29T01:15:00.000Z',
+    ]);
+  });
+
   it('refuse a field out of range, naming it', () => {
     expect(() => parseCron('61 * * * *')).toThrow('minute field "61" is not valid (0-59)');
     expect(() => parseCron('0 7 * *')).toThrow('has 4 fields');

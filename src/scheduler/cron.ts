@@ -123,8 +123,15 @@ export function ticksBetween(cron: CronExpression, zone: string, after: Date, un
   if (to <= from) return [];
   const offsets = new ZoneOffsets(zone);
   const step = cron.hasSeconds ? SECOND : MINUTE;
-  const wallEnd = to + offsets.at(to) + MARGIN;
-  let wall = Math.floor((from + offsets.at(from) - MARGIN) / step) * step;
+  // Within a day there is at most one offset change. The wall times of (from, to] then lie
+  // between from and to shifted by the smaller and the larger offset in force from a gap's length
+  // before `from` (a time in a gap just before `from` is moved past it, into the range) to `to`.
+  // Longer stretches take a margin wider than any change, rather than finding every change.
+  const short = to - from <= DAY;
+  const margin = short ? 0 : MARGIN;
+  const ends = [offsets.at(from - MARGIN), offsets.at(from), offsets.at(to)];
+  const wallEnd = to + Math.max(...ends) + margin;
+  let wall = Math.floor((from + Math.min(...ends) - margin) / step) * step;
   const found = new Set<number>();
   while (wall <= wallEnd) {
     const date = new Date(wall);
@@ -155,22 +162,31 @@ function dayMatches(cron: CronExpression, date: Date): boolean {
   return cron.eitherDay ? day || weekday : day && weekday;
 }
 
+/** Formats are costly to make, and the scheduler reads the same few zones every second. */
+const formats = new Map<string, Intl.DateTimeFormat>();
+
+function newFormat(zone: string): Intl.DateTimeFormat {
+  const format = new Intl.DateTimeFormat('en-US', {
+    timeZone: zone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  });
+  formats.set(zone, format);
+  return format;
+}
+
 /** A zone's UTC offsets, looked up once per minute of time. */
 class ZoneOffsets {
   readonly #format: Intl.DateTimeFormat;
   readonly #cache = new Map<number, number>();
 
   constructor(zone: string) {
-    this.#format = new Intl.DateTimeFormat('en-US', {
-      timeZone: zone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
+    this.#format = formats.get(zone) ?? newFormat(zone);
   }
 
   /** Milliseconds the zone's wall clock is ahead of UTC at `instant`. */
