@@ -259,3 +259,34 @@ begin
   return v_count;
 end
 $$;
+
+-- What reading a relation for a scheduled rule over rows would run of a role that is not a
+-- superuser, as the daemon: the casts and output functions to_jsonb(t) and t::text call (as for
+-- capture, workflow.capture_hazards), the comparison operators of the columns the conditions name,
+-- and the functions a view's query calls directly. The daemon cancels a tick over such a relation
+-- rather than run that code with its privileges (src/scheduler/scheduler.ts).
+create function workflow.row_selection_hazards(p_relation regclass, p_columns text[])
+returns table (hazard text, function_name regprocedure, function_owner name)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select format('column %s: %s of %s', h.column_name, h.hazard, h.hazard_type), h.function_name, h.function_owner
+    from workflow.capture_hazards(p_relation) h
+  union
+  select format('column %s: operator %s', a.attname, o.oprname), p.oid::regprocedure, r.rolname
+    from pg_attribute a
+    join pg_operator o on o.oprleft = a.atttypid and o.oprright = a.atttypid
+                      and o.oprname in ('=', '<>', '<', '>', '<=', '>=')
+    join pg_proc p on p.oid = o.oprcode
+    join pg_roles r on r.oid = p.proowner
+   where a.attrelid = p_relation and a.attname = any (p_columns) and a.attnum > 0 and not a.attisdropped
+     and not r.rolsuper
+  union
+  select 'the view calls ' || p.oid::regprocedure::text, p.oid::regprocedure, r.rolname
+    from pg_rewrite rw
+    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+                    and d.refclassid = 'pg_proc'::regclass
+    join pg_proc p on p.oid = d.refobjid
+    join pg_roles r on r.oid = p.proowner
+   where rw.ev_class = p_relation and not r.rolsuper
+$$;

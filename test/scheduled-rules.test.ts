@@ -642,6 +642,41 @@ describe('a scheduled rule over rows of a table that is gone', () => {
   });
 });
 
+describe('a scheduled rule over rows of a view that calls code of its owner', () => {
+  it('does not run that code as the daemon: the tick is cancelled', async () => {
+    const tick = new Date('2030-03-06T06:00:00Z');
+    await db.query(`create table ops.calls (at timestamptz default now())`);
+    await db.query(`insert into ops.jobs values (1, 'one'), (2, 'two') on conflict do nothing`);
+    const owner = await roles.login(
+      'app_owner',
+      'grant usage, create on schema ops to %I',
+      'grant select on ops.jobs to %I',
+      'grant insert on ops.calls to %I',
+    );
+    // Whoever calls it (the daemon, here a superuser) would write with their own privileges.
+    await owner.query(
+      `create function ops.noisy() returns int language sql as 'insert into ops.calls default values returning 1'`,
+    );
+    await owner.query(`create view ops.noisy_jobs as select id, name, ops.noisy() as n from ops.jobs`);
+    await db.query(`grant select on ops.noisy_jobs to public`);
+    await registerEntity(db, 'ops.noisy_jobs');
+    const ruleId = await createScheduledRule({
+      name: 'Every noisy job',
+      entity: 'noisy_jobs',
+      updatedAt: new Date(tick.getTime() - HOUR),
+      conditions: { schedule: '0 6 * * *', for_each_row: true },
+    });
+    const scheduler = await startScheduler(new ManualClock(tick));
+    await scheduler.runDue();
+    expect((await runsOf(ruleId)).map((run) => run.status)).toEqual(['cancelled']);
+    expect(await db.query(`select * from ops.calls`)).toEqual([]);
+    const hazards = await db.query<{ hazard: string; function_owner: string }>(
+      `select hazard, function_owner from workflow.row_selection_hazards('ops.noisy_jobs', '{}')`,
+    );
+    expect(hazards).toEqual([{ hazard: 'the view calls ops.noisy()', function_owner: owner.name }]);
+  });
+});
+
 describe('time-relative conditions', () => {
   it('older_than in an event rule is read against the engine clock when the event is matched', async () => {
     const ruleId = await createRule(db, {

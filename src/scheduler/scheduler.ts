@@ -431,6 +431,24 @@ export class Scheduler {
       );
       return;
     }
+    const { rows: hazards } = await this.#pool.query<{ hazard: string; function_owner: string }>(
+      'select hazard, function_owner from workflow.row_selection_hazards($1::regclass, $2::text[])',
+      [source.relation, rule.conditions.map((condition) => condition.field_name)],
+    );
+    if (hazards.length > 0) {
+      await this.#pool.query(CANCEL_TICK, [rule.ruleId, tick]);
+      this.#logger.error(
+        {
+          ruleId: rule.ruleId,
+          ruleName: rule.ruleName,
+          scheduledFor: tick,
+          relation: source.relation,
+          hazards,
+        },
+        'reading the rows of this scheduled rule would run code of a role that is not a superuser as the daemon; its tick is cancelled',
+      );
+      return;
+    }
     const tickRule: RowTickRule = {
       ruleId: rule.ruleId,
       entityId: rule.entityId,
