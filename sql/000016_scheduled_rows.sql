@@ -246,7 +246,8 @@ begin
 end
 $$;
 
--- The maintenance job prunes by its own clock (src/clock.ts), so that tests can move it.
+-- The maintenance job prunes by its own clock (src/clock.ts), so that tests can move it: by the
+-- tick's time, which comes from that clock, not fired_at, which is the database's.
 create function workflow.prune_schedule_runs(p_keep interval, p_now timestamptz) returns bigint
 language plpgsql as $$
 declare
@@ -254,7 +255,7 @@ declare
 begin
   -- A tick still selecting rows is kept whatever its age: a daemon finishes it.
   delete from workflow.schedule_runs
-   where fired_at < p_now - p_keep and status is distinct from 'selecting';
+   where scheduled_for < p_now - p_keep and status is distinct from 'selecting';
   get diagnostics v_count = row_count;
   return v_count;
 end

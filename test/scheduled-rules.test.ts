@@ -620,6 +620,38 @@ describe('a scheduled rule over rows', () => {
   });
 });
 
+describe('a long tick over rows', () => {
+  it('delays no other rule: ticks keep firing while its rows are queued', async () => {
+    const tick = new Date('2030-03-07T06:00:00Z');
+    await db.query(`truncate ops.orders`);
+    await db.query(
+      `insert into ops.orders (id, status, created_at) select i, 'pending', $1 from generate_series(1, 30) i`,
+      [tick],
+    );
+    const slowId = await createScheduledRule({
+      name: 'Every order, slowly',
+      entity: 'orders',
+      updatedAt: new Date(tick.getTime() - HOUR),
+      conditions: { schedule: '0 6 * * *', for_each_row: true },
+    });
+    const heartbeatId = await createScheduledRule({ ...everySecond('Heartbeat'), updatedAt: tick });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const clock = new ManualClock(tick);
+    const scheduler = await startScheduler(clock, { batchSize: 10, beforeBatchCommit: () => gate });
+    const ticked = scheduler.runDue();
+    await waitFor('the slow tick to start', async () => (await runsOf(slowId)).length === 1);
+    // Its first batch waits at the gate; the scheduler's own timer fires the next second meanwhile.
+    clock.advance(1_000);
+    await waitFor('the heartbeat to fire', async () => (await runsOf(heartbeatId)).length === 1);
+    expect((await runsOf(slowId))[0]).toMatchObject({ status: 'selecting', rows_queued: 0 });
+    open();
+    await ticked;
+    await waitFor('the slow tick to finish', async () => (await runsOf(slowId))[0]!.status === 'done');
+    expect((await runsOf(slowId))[0]).toMatchObject({ rows_queued: 30 });
+  });
+});
+
 describe('a scheduled rule over rows of a table that is gone', () => {
   it('cancels its tick with an error in the log, and goes on with the next', async () => {
     const tick = new Date('2030-03-05T06:00:00Z');
@@ -823,6 +855,23 @@ describe('time-relative conditions', () => {
 });
 
 describe('maintenance', () => {
+  it('prunes ticks by its clock, counting from the tick', async () => {
+    const ruleId = await createScheduledRule({ name: 'Future ticks', conditions: { schedule: '0 0 1 1 *' } });
+    await db.query(
+      `insert into workflow.schedule_runs (rule_id, scheduled_for, status)
+       values ($1, '2031-01-01T00:00:00Z', 'fired'), ($1, '2031-01-10T00:00:00Z', 'fired'),
+              ($1, '2031-01-02T00:00:00Z', 'selecting')`,
+      [ruleId],
+    );
+    const clock = new ManualClock('2031-01-12T00:00:00Z');
+    const maintenance = new MaintenanceJobs({ databaseUrl: db.url, logger, intervalMs: 3_600_000, clock });
+    running.push(maintenance);
+    // Earlier tests' ticks, before 2031, go too.
+    expect((await maintenance.runOnce()).prunedScheduleRuns).toBeGreaterThanOrEqual(1);
+    // A tick still selecting rows stays, whatever its age: a daemon finishes it.
+    expect((await runsOf(ruleId)).map((run) => run.status)).toEqual(['selecting', 'fired']);
+  });
+
   it('resolves alerts whose expires_date has passed, prunes old ticks, and logs only when it did something', async () => {
     const [expired, current] = await db.query<{ id: string }>(
       `insert into workflow.alerts (alert_type, title, message, expires_date)

@@ -152,6 +152,8 @@ export class Scheduler {
   #looping: Promise<void> | undefined;
   #reloading: Promise<void> | undefined;
   #due: Promise<void> = Promise.resolve();
+  #finishing: Promise<void> | undefined;
+  #ticksStarted = false;
   #stopping = false;
   #running = false;
   #stats = { fired: 0, alreadyFired: 0, missed: 0, rowsQueued: 0 };
@@ -216,6 +218,7 @@ export class Scheduler {
     await this.#looping;
     await this.#reloading?.catch(() => {});
     await this.#due;
+    await this.#finishing;
     this.#rules.clear();
     await this.#pool.end();
     this.#running = false;
@@ -235,6 +238,11 @@ export class Scheduler {
    * it on every wake, tests after moving the clock.
    */
   runDue(): Promise<void> {
+    // Rows are queued apart from firing, so that a tick over a million rows delays no other tick.
+    return this.#fireDue().then(() => this.#finishRows());
+  }
+
+  #fireDue(): Promise<void> {
     const run = this.#due.then(() => this.#runDue());
     this.#due = run.catch((error: unknown) =>
       this.#logger.warn({ err: error }, 'scheduled ticks could not run'),
@@ -242,12 +250,24 @@ export class Scheduler {
     return run;
   }
 
+  /** Joins the queueing of rows under way, or starts it; it goes on while ticks keep starting. */
+  #finishRows(): Promise<void> {
+    this.#finishing ??= (async () => {
+      do {
+        this.#ticksStarted = false;
+        await this.#finishUnfinished();
+      } while (this.#ticksStarted && !this.#stopping);
+    })().finally(() => (this.#finishing = undefined));
+    return this.#finishing;
+  }
+
   #loop(delay: number): void {
     if (this.#stopping) return;
     this.#timer = setTimeout(() => {
       this.#looping = (async () => {
         await this.#poll();
-        await this.runDue().catch(() => {});
+        await this.#fireDue().catch(() => {});
+        void this.#finishRows().catch(() => {});
       })().finally(() => {
         this.#looping = undefined;
         // Wake at the next whole second (the finest a schedule has), or sooner to look for rule changes.
@@ -328,7 +348,6 @@ export class Scheduler {
       if (this.#stopping) return;
       await this.#runRule(rule, now);
     }
-    await this.#finishUnfinished();
   }
 
   async #runRule(rule: ActiveRule, now: Date): Promise<void> {
@@ -395,9 +414,8 @@ export class Scheduler {
       return false;
     }
     this.#count(rule, tick, fired);
-    // Rows left unqueued here (an error, a stop) are finished at a later wake, by any daemon.
-    if (fired && rule.forEachRow)
-      await this.#finishTick(rule, tick).catch((error: unknown) => this.#tickFailed(rule, tick, error));
+    // Its rows are queued by #finishRows, here or in any daemon.
+    if (fired && rule.forEachRow) this.#ticksStarted = true;
     return true;
   }
 
