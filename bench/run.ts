@@ -24,6 +24,7 @@ const MODULES: Record<string, () => Promise<BenchModule>> = {
   retention: () => import('./retention.js'),
   'outbox-shape': () => import('./outbox-shape.js'),
   views: () => import('./views.js'),
+  schedules: () => import('./schedules.js'),
 };
 
 const USAGE = `usage: npm run bench -- [--only ${Object.keys(MODULES).join(',')}] [--quick]

@@ -1,3 +1,4 @@
+import { fixedMilliseconds, parseTimeInterval } from './conditions/time-interval.js';
 import path from 'node:path';
 import { AllowListError, WebhookAllowList } from './delivery/destination-guard.js';
 import { parseDurationMs } from './duration.js';
@@ -51,6 +52,8 @@ export interface Config {
   readonly scheduler: {
     /** MAINTENANCE_INTERVAL_MS: how often a daemon expires alerts, releases reservations, prunes ticks. */
     readonly maintenanceIntervalMs: number;
+    /** RULEBOOK_SCHEDULE_CATCHUP: how old a tick missed while no daemon ran may be and still run. */
+    readonly catchUpMs: number;
   };
   /** RULEBOOK_RETAIN_*: how long the maintenance job keeps rows, in milliseconds; null keeps them forever. */
   readonly retention: RetentionAges;
@@ -161,6 +164,26 @@ function parseRetention(name: string, value: string | undefined, fallbackMs: num
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** RULEBOOK_SCHEDULE_CATCHUP: an interval as rules write them ("1 hour", "PT30M"), or 0 for none. */
+function parseCatchUp(value: string | undefined): number {
+  const text = value?.trim();
+  if (text === undefined || text === '') return 3_600_000;
+  if (text === '0') return 0;
+  let interval;
+  try {
+    interval = parseTimeInterval(text);
+  } catch {
+    interval = undefined;
+  }
+  const ms = interval && fixedMilliseconds(interval);
+  if (ms === undefined) {
+    throw new ConfigError(
+      `RULEBOOK_SCHEDULE_CATCHUP must be an interval of weeks, days, hours, minutes or seconds such as "1 hour", "90 minutes" or "PT2H", or 0; got "${value}"`,
+    );
+  }
+  return ms;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const databaseUrl = env.DATABASE_URL?.trim() || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -171,6 +194,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const logLevel = env.LOG_LEVEL?.trim() || 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+  const catchUpMs = parseCatchUp(env.RULEBOOK_SCHEDULE_CATCHUP);
+  const scheduleTicksMs = parseRetention(
+    'RULEBOOK_RETAIN_SCHEDULE_TICKS',
+    env.RULEBOOK_RETAIN_SCHEDULE_TICKS,
+    DEFAULT_RETENTION.scheduleTicksMs!,
+  );
+  // The scheduler catches up from the ticks it recorded: a tick pruned inside the catch-up window
+  // would run a second time.
+  if (scheduleTicksMs !== null && scheduleTicksMs <= catchUpMs) {
+    throw new ConfigError(
+      `RULEBOOK_RETAIN_SCHEDULE_TICKS (${env.RULEBOOK_RETAIN_SCHEDULE_TICKS?.trim() || '7d'}) must be longer than RULEBOOK_SCHEDULE_CATCHUP (${env.RULEBOOK_SCHEDULE_CATCHUP?.trim() || '1 hour'}): ticks missed within the catch-up window are found through the ticks kept`,
+    );
   }
   return Object.freeze({
     databaseUrl,
@@ -220,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     ),
     scheduler: Object.freeze({
       maintenanceIntervalMs: parsePositiveInt('MAINTENANCE_INTERVAL_MS', env.MAINTENANCE_INTERVAL_MS, 60_000),
+      catchUpMs,
     }),
     retention: Object.freeze({
       executionsMs: parseRetention(
@@ -237,11 +274,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
         env.RULEBOOK_RETAIN_ALLOCATIONS,
         DEFAULT_RETENTION.allocationsMs!,
       ),
-      scheduleTicksMs: parseRetention(
-        'RULEBOOK_RETAIN_SCHEDULE_TICKS',
-        env.RULEBOOK_RETAIN_SCHEDULE_TICKS,
-        DEFAULT_RETENTION.scheduleTicksMs!,
-      ),
+      scheduleTicksMs,
     }),
   });
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { maskedUrl, openDatabase, type Database } from './db/database.js';
 import { migrateDatabase } from './db/migrate.js';
@@ -18,6 +19,8 @@ export interface DaemonOptions {
   readonly http: boolean;
   /** Aborts start-up while it waits for the database. */
   readonly signal?: AbortSignal;
+  /** Where the scheduler, the maintenance job and time-relative conditions read now (tests move one). */
+  readonly clock?: Clock;
 }
 
 export interface RunningDaemon {
@@ -85,7 +88,13 @@ export async function startDaemon(
     await heartbeat.start();
     cleanups.push(() => heartbeat.stop());
 
-    const engine = new Engine({ databaseUrl: database.url, logger, daemonId, ...config.engine });
+    const engine = new Engine({
+      databaseUrl: database.url,
+      logger,
+      daemonId,
+      ...config.engine,
+      clock: options.clock,
+    });
     await engine.start();
     cleanups.push(() => engine.stop());
 
@@ -93,6 +102,8 @@ export async function startDaemon(
       databaseUrl: database.url,
       logger,
       pollIntervalMs: config.engine.pollIntervalMs,
+      catchUpMs: config.scheduler.catchUpMs,
+      clock: options.clock,
     });
     await scheduler.start();
     cleanups.push(() => scheduler.stop());
@@ -102,6 +113,7 @@ export async function startDaemon(
       logger,
       intervalMs: config.scheduler.maintenanceIntervalMs,
       retention: config.retention,
+      clock: options.clock,
     });
     maintenance.start();
     cleanups.push(() => maintenance.stop());

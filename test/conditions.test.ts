@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compareValues, valuesEqual } from '../src/conditions/compare.js';
+import { ManualClock } from '../src/clock.js';
 import { parseInstantText } from '../src/conditions/instant.js';
 import {
   compileConditions,
@@ -382,5 +383,38 @@ describe('parseConditions', () => {
   ])('rejects %s', (_name, conditions, message) => {
     expect(() => parseConditions(conditions)).toThrow(message);
     expect(() => conditionsMatch(conditions, created({}))).toThrow(message);
+  });
+});
+
+describe('time-relative operators', () => {
+  const clock = new ManualClock('2030-03-31T12:00:00Z');
+  const at = (operator: string, value: string, field: unknown) =>
+    compileConditions(condition('due', operator, { value }), clock)(created({ due: field }));
+
+  it('compare the field with the clock when the event is matched', () => {
+    expect(at('older_than', '2 days', '2030-03-29T11:59:59Z')).toBe(true);
+    expect(at('older_than', '2 days', '2030-03-29T12:00:00Z')).toBe(false);
+    expect(at('newer_than', 'PT36H', '2030-03-30T00:00:01+00:00')).toBe(true);
+    expect(at('newer_than', 'PT36H', '2030-03-29T23:59:59Z')).toBe(false);
+    expect(at('within_next', '1 day', '2030-04-01')).toBe(true);
+    expect(at('within_next', '1 day', '2030-04-01T12:00:01Z')).toBe(false);
+    expect(at('within_next', '1 day', '2030-03-31T11:59:59Z')).toBe(false);
+    // A month back from 31 March is the last day of February, as PostgreSQL reckons it.
+    expect(at('older_than', '1 month', '2030-02-28T11:59:59Z')).toBe(true);
+    expect(at('older_than', '1 month', '2030-02-28T12:00:01Z')).toBe(false);
+    for (const notATime of [null, 'soon', 42, true]) expect(at('older_than', '1 day', notATime)).toBe(false);
+    clock.advance(86_400_000);
+    expect(at('older_than', '2 days', '2030-03-29T12:00:00Z')).toBe(true);
+    clock.set('2030-03-31T12:00:00Z');
+  });
+
+  it('refuse an interval they cannot read, naming the condition', () => {
+    expect(() => parseConditions(condition('due', 'older_than', { value: '2 fortnights' }))).toThrow(
+      'trigger_conditions.field_conditions[0]: operator "older_than" needs "value" to be an interval',
+    );
+    expect(() => parseConditions(condition('due', 'within_next', { value: 'P0D' }))).toThrow(
+      'needs an interval longer than zero',
+    );
+    expect(() => parseConditions(condition('due', 'newer_than'))).toThrow('needs a "value"');
   });
 });

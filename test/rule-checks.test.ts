@@ -327,7 +327,9 @@ describe('automation rules', () => {
     expect(error.message).toBe(
       'automation rule "Fuzzy rule": trigger_conditions.field_conditions[1]: unknown operator "matches"',
     );
-    expect(error.hint).toMatch(/^Known operators: equals, not_equals, .*is_not_null\.$/);
+    expect(error.hint).toMatch(
+      /^Known operators: equals, not_equals, .*is_not_null, older_than, newer_than, within_next\.$/,
+    );
     for (const operator of ['changed_from', 'changed_to', 'in', 'not_in', 'contains', 'is_null']) {
       expect(error.hint).toContain(operator);
     }

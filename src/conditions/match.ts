@@ -1,5 +1,9 @@
 import { compareToOperand, equalsOperand, toOperand, type Operand } from './compare.js';
+import type { Clock } from '../clock.js';
+import { systemClock } from '../clock.js';
+import { parseInstantText } from './instant.js';
 import { parseConditions, type FieldCondition } from './parse.js';
+import { parseTimeInterval, shiftInstant } from './time-interval.js';
 import { anyFieldChanged, fieldChanged, fieldValue, subjectRow, type RowChange } from './row-change.js';
 
 export { parseConditions, OPERATORS, type FieldCondition, type Operator } from './parse.js';
@@ -15,11 +19,12 @@ type ConditionTest = (event: RowChange) => boolean;
  *
  * For on_update events a rule reacts only when a field its conditions name changed, and a rule without
  * conditions only when any field changed, so that an update touching nothing the rule watches never
- * fires it. Throws like {@link parseConditions} for malformed conditions.
+ * fires it. Throws like {@link parseConditions} for malformed conditions. The time-relative
+ * operators read `clock` when an event is matched.
  */
-export function compileConditions(conditions: unknown): ConditionMatcher {
+export function compileConditions(conditions: unknown, clock: Clock = systemClock): ConditionMatcher {
   const list = parseConditions(conditions);
-  const tests = list.map(compileCondition);
+  const tests = list.map((condition) => compileCondition(condition, clock));
   const watchedFields = [...new Set(list.map((condition) => condition.field_name))];
   return (event) => {
     if (event.operation === 'on_update' && !watchedFieldChanged(event, watchedFields)) return false;
@@ -56,7 +61,7 @@ function watchedFieldChanged(event: RowChange, watchedFields: readonly string[])
   return false;
 }
 
-function compileCondition(condition: FieldCondition): ConditionTest {
+function compileCondition(condition: FieldCondition, clock: Clock): ConditionTest {
   const field = condition.field_name;
   const operand = toOperand(condition.value);
   const subject = (event: RowChange): unknown => fieldValue(subjectRow(event), field);
@@ -89,6 +94,10 @@ function compileCondition(condition: FieldCondition): ConditionTest {
       return (event) => !isAbsent(subject(event));
     case 'changed':
       return (event) => event.operation === 'on_update' && fieldChanged(event, field);
+    case 'older_than':
+    case 'newer_than':
+    case 'within_next':
+      return timeRelativeTest(subject, condition, clock);
     case 'changed_from': {
       const previous = toOperand(condition.previous_value);
       return (event) =>
@@ -102,6 +111,37 @@ function compileCondition(condition: FieldCondition): ConditionTest {
         equalsOperand(fieldValue(event.newRow, field), operand) &&
         !equalsOperand(fieldValue(event.oldRow, field), operand);
   }
+}
+
+/**
+ * older_than: the field is before now minus the interval; newer_than: after it; within_next: from
+ * now to now plus the interval. A field that is not a date or timestamp never matches.
+ */
+function timeRelativeTest(
+  subject: (event: RowChange) => unknown,
+  condition: FieldCondition,
+  clock: Clock,
+): ConditionTest {
+  const interval = parseTimeInterval(condition.value);
+  return (event) => {
+    const value = subject(event);
+    const at =
+      typeof value === 'string'
+        ? parseInstantText(value) / 1000
+        : value instanceof Date
+          ? value.getTime()
+          : NaN;
+    if (Number.isNaN(at)) return false;
+    const now = clock.now();
+    switch (condition.operator) {
+      case 'older_than':
+        return at < shiftInstant(now, interval, -1).getTime();
+      case 'newer_than':
+        return at > shiftInstant(now, interval, -1).getTime();
+      default:
+        return at >= now.getTime() && at <= shiftInstant(now, interval, 1).getTime();
+    }
+  };
 }
 
 /** An ordering operator; values that cannot be ordered against the operand never match. */

@@ -1,3 +1,5 @@
+import { parseTimeInterval } from './time-interval.js';
+
 export const OPERATORS = [
   'equals',
   'not_equals',
@@ -13,6 +15,9 @@ export const OPERATORS = [
   'not_in',
   'is_null',
   'is_not_null',
+  'older_than',
+  'newer_than',
+  'within_next',
 ] as const;
 
 export type Operator = (typeof OPERATORS)[number];
@@ -37,7 +42,13 @@ const NEEDS_VALUE: ReadonlySet<Operator> = new Set([
   'contains',
   'in',
   'not_in',
+  'older_than',
+  'newer_than',
+  'within_next',
 ]);
+
+/** The operators whose value is an interval from now (see time-interval.ts). */
+export const TIME_RELATIVE: ReadonlySet<Operator> = new Set(['older_than', 'newer_than', 'within_next']);
 
 /**
  * Validates a rule's `trigger_conditions` (`{ field_conditions: [...] }`, null, or the bare list) into
@@ -87,6 +98,13 @@ function parseFieldCondition(entry: unknown, where: string): FieldCondition {
     throw new Error(
       `${where}: operator "${operator}" needs "value" to be an array, got ${describe(raw.value)}`,
     );
+  }
+  if (TIME_RELATIVE.has(operator)) {
+    try {
+      parseTimeInterval(raw.value);
+    } catch (error) {
+      throw new Error(`${where}: operator "${operator}" ${(error as Error).message}`, { cause: error });
+    }
   }
   if (operator === 'changed_from' && !Object.hasOwn(raw, 'previous_value')) {
     throw new Error(`${where}: operator "changed_from" needs a "previous_value"`);

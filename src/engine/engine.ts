@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../clock.js';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
@@ -42,6 +43,8 @@ export interface EngineOptions {
   readonly maxChainDepth?: number;
   readonly actions?: ActionRegistry;
   readonly daemonId?: string;
+  /** Now, for the time-relative conditions (older_than, newer_than, within_next). */
+  readonly clock?: Clock;
 }
 
 const STOP_GRACE_MS = 10_000;
@@ -81,7 +84,8 @@ class IsolationChoice {
 export class Engine {
   readonly metrics = new EngineMetrics();
   readonly daemonId: string;
-  readonly #options: Required<Omit<EngineOptions, 'daemonId'>>;
+  readonly #options: Required<Omit<EngineOptions, 'daemonId' | 'clock'>>;
+  readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #pool: pg.Pool;
   readonly #wake = new WakeSignal();
@@ -97,6 +101,7 @@ export class Engine {
 
   constructor(options: EngineOptions) {
     this.daemonId = options.daemonId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.#clock = options.clock ?? systemClock;
     this.#options = {
       concurrency: 2,
       batchSize: 100,
@@ -191,7 +196,7 @@ export class Engine {
     this.#reloading ??= (async () => {
       const client = await this.#pool.connect();
       try {
-        const rules = await RuleSet.load(client);
+        const rules = await RuleSet.load(client, this.#clock);
         for (const problem of rules.problems) {
           this.#logger.error(problem, 'rule could not be loaded; it fails wherever it would have run');
         }

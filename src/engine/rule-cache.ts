@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { systemClock, type Clock } from '../clock.js';
 import { compileConditions } from '../conditions/match.js';
 import { inTransaction } from '../db/transaction.js';
 import { tooDeep, tooDeepMessage } from '../json-depth.js';
@@ -158,7 +159,7 @@ export class RuleSet {
     return candidates.filter((rule) => rule.matches(event));
   }
 
-  static async load(client: pg.ClientBase): Promise<RuleSet> {
+  static async load(client: pg.ClientBase, clock: Clock = systemClock): Promise<RuleSet> {
     // One snapshot for all three reads, so that a rule and its actions are seen together.
     const { version, rules, actions, dependencies } = await inTransaction(
       client,
@@ -172,7 +173,7 @@ export class RuleSet {
       }),
       'begin isolation level repeatable read read only',
     );
-    return RuleSet.build(rules, actions, dependencies, version ?? '0');
+    return RuleSet.build(rules, actions, dependencies, version ?? '0', clock);
   }
 
   private static build(
@@ -180,6 +181,7 @@ export class RuleSet {
     actions: ActionRow[],
     dependencies: { parent_rule_id: string; child_rule_id: string }[],
     version: string,
+    clock: Clock,
   ): RuleSet {
     const actionsByRule = new Map<string, ActionDefinition[]>();
     for (const row of actions) {
@@ -215,7 +217,7 @@ export class RuleSet {
       try {
         const deep = tooDeep(row.trigger_conditions, 'trigger_conditions');
         if (deep !== undefined) throw new Error(tooDeepMessage(deep));
-        const matcher = compileConditions(row.trigger_conditions);
+        const matcher = compileConditions(row.trigger_conditions, clock);
         matches = (event) => matchable(event) && matcher(event as typeof event & { operation: 'on_create' });
       } catch (error) {
         // Whether the rule would have matched is unknown: it fails for every event of its entity

@@ -107,7 +107,7 @@ export async function scheduledRuleTicks(db: Queryable, count = 3): Promise<Sche
         ruleName: row.name,
         schedule: parsed.ok ? parsed.schedule.expression : String(conditions.schedule ?? ''),
         timezone: parsed.ok ? parsed.schedule.timezone : String(conditions.timezone ?? 'UTC'),
-        nextTicks: parsed.ok ? await nextTicks(parsed.schedule, count) : [],
+        nextTicks: parsed.ok ? nextTicks(parsed.schedule, count) : [],
         lastFiredFor: row.last_fired_for,
         problem: parsed.ok ? null : parsed.message,
       });

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Clock } from '../clock.js';
 
 /**
  * One batch of a retention delete: at most `limit` rows older than `ageMs`, after `cursor` (where
@@ -139,20 +140,26 @@ export const pruneAllocations: BatchStep = async (client, ageMs, _cursor, limit)
   return { deleted, next: deleted < limit ? null : true };
 };
 
-/** Fired ticks of scheduled rules. */
-export const pruneScheduleRuns: BatchStep = async (client, ageMs, _cursor, limit) => {
-  const { rowCount } = await client.query(
-    `delete from workflow.schedule_runs
-      where ctid = any (array(
-        select ctid from workflow.schedule_runs
-         where fired_at < now() - $1::bigint * interval '1 millisecond'
-         order by fired_at limit $2
-         for update skip locked))`,
-    [ageMs, limit],
-  );
-  const deleted = rowCount ?? 0;
-  return { deleted, next: deleted < limit ? null : true };
-};
+/**
+ * Fired ticks of scheduled rules, by the tick's own time on the scheduler's clock (tests drive it). A
+ * tick still selecting rows is kept whatever its age: a daemon finishes it from its last key.
+ */
+export function pruneScheduleRunsAt(clock: Clock): BatchStep {
+  return async (client, ageMs, _cursor, limit) => {
+    const { rowCount } = await client.query(
+      `delete from workflow.schedule_runs
+        where ctid = any (array(
+          select ctid from workflow.schedule_runs
+           where scheduled_for < $3::timestamptz - $1::bigint * interval '1 millisecond'
+             and status is distinct from 'selecting'
+           order by scheduled_for limit $2
+           for update skip locked))`,
+      [ageMs, limit, clock.now()],
+    );
+    const deleted = rowCount ?? 0;
+    return { deleted, next: deleted < limit ? null : true };
+  };
+}
 
 /**
  * Dead events captured longer than ageMs ago. workflow.events has no index but its primary key (every

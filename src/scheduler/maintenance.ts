@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { DEFAULT_RETENTION, type RetentionAges } from '../config.js';
+import { systemClock, type Clock } from '../clock.js';
 import { inTransaction } from '../db/transaction.js';
 import type { Logger } from '../logger.js';
 import { createPool } from '../db/pool.js';
@@ -7,7 +8,7 @@ import {
   pruneAllocations,
   pruneExecutions,
   pruneFinishedDeliveries,
-  pruneScheduleRuns,
+  pruneScheduleRunsAt,
   type BatchStep,
 } from '../retention/batches.js';
 import { runBatches, type BatchRunOptions } from '../retention/run-batches.js';
@@ -21,6 +22,8 @@ export interface MaintenanceOptions {
   readonly retention?: RetentionAges;
   /** How pruning batches (see src/retention/run-batches.ts); the defaults suit a running engine. */
   readonly pruning?: Pick<BatchRunOptions, 'batchSize' | 'restRatio' | 'lockTimeoutMs'>;
+  /** What the pruning of fired ticks counts their age from (tests inject a manual clock). */
+  readonly clock?: Clock;
 }
 
 export interface MaintenanceResult {
@@ -45,6 +48,7 @@ type Count = keyof Omit<MaintenanceResult, 'ran' | 'failed'>;
 interface Job {
   readonly name: Count;
   readonly sql: string;
+  readonly values?: () => unknown[];
 }
 
 interface PruneJob {
@@ -107,7 +111,11 @@ export class MaintenanceJobs {
       { name: 'prunedDeliveries', step: pruneFinishedDeliveries, ageMs: retention.deliveriesMs },
       { name: 'prunedExecutions', step: pruneExecutions, ageMs: retention.executionsMs },
       { name: 'prunedAllocations', step: pruneAllocations, ageMs: retention.allocationsMs },
-      { name: 'prunedScheduleRuns', step: pruneScheduleRuns, ageMs: retention.scheduleTicksMs },
+      {
+        name: 'prunedScheduleRuns',
+        step: pruneScheduleRunsAt(options.clock ?? systemClock),
+        ageMs: retention.scheduleTicksMs,
+      },
     ];
     this.#pruning = { ...PRUNING_DEFAULTS, ...options.pruning };
   }
@@ -204,7 +212,7 @@ export class MaintenanceJobs {
     for (const job of this.#jobs) {
       await client.query('savepoint rulebook_maintenance');
       try {
-        const result = await client.query<{ count: string | number }>(job.sql);
+        const result = await client.query<{ count: string | number }>(job.sql, job.values?.());
         counts[job.name] = Number(result.rows[0]?.count ?? 0);
         await client.query('release savepoint rulebook_maintenance');
       } catch (error) {

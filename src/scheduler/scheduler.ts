@@ -1,7 +1,16 @@
-import { createTask, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
+import { systemClock, type Clock } from '../clock.js';
+import { parseConditions, type FieldCondition } from '../conditions/parse.js';
 import { inTransaction } from '../db/transaction.js';
 import type { Logger } from '../logger.js';
+import { parseCron, ticksBetween, type CronExpression } from './cron.js';
+import {
+  loadRowSource,
+  MissingRelationError,
+  runBatch,
+  type RowSource,
+  type RowTickRule,
+} from './row-tick.js';
 import { parseSchedule, type Schedule } from './schedule.js';
 import { createPool } from '../db/pool.js';
 
@@ -11,18 +20,34 @@ export interface SchedulerOptions {
   /** How often to look at workflow.rule_set_version for rule changes (the engine's poll interval). */
   readonly pollIntervalMs?: number;
   /**
-   * How late a tick may still be fired: one that passed while this daemon was starting, reloading
-   * its rules, busy, or retrying a failed fire. Older ticks are never fired (there is no replay of
-   * time when no daemon ran). A tick that another daemon fired is never fired again.
+   * RULEBOOK_SCHEDULE_CATCHUP: ticks that passed while no daemon ran are run when one starts, once
+   * each and in order, if they are at most this old; older ones are recorded as missed.
    */
   readonly catchUpMs?: number;
+  /** Where "now" comes from; tests move a ManualClock instead of waiting. */
+  readonly clock?: Clock;
+  /** Rows queued per transaction by a tick over rows. */
+  readonly batchSize?: number;
+  /** Runs inside each batch's transaction before it commits: tests kill the connection there. */
+  readonly beforeBatchCommit?: (client: pg.ClientBase) => Promise<void>;
 }
 
-/** A scheduled rule that will never fire: its schedule cannot be parsed. */
+/** A scheduled rule that will never fire: its schedule or conditions cannot be read. */
 export interface ScheduleProblem {
   readonly ruleId: string;
   readonly ruleName: string;
   readonly message: string;
+}
+
+export interface SchedulerStats {
+  /** Ticks this scheduler fired (or started, for a rule over rows). */
+  readonly fired: number;
+  /** Ticks it found fired by another daemon. */
+  readonly alreadyFired: number;
+  /** Ticks it recorded as missed. */
+  readonly missed: number;
+  /** Rows it queued for rules over rows. */
+  readonly rowsQueued: number;
 }
 
 interface ScheduledRuleRow {
@@ -30,20 +55,34 @@ interface ScheduledRuleRow {
   name: string;
   trigger_conditions: unknown;
   updated_date: Date;
+  entity_id: string;
+  schema_name: string;
+  entity_name: string;
+  last_tick: Date | null;
 }
 
-interface ActiveSchedule {
+interface ActiveRule {
   readonly ruleId: string;
   readonly ruleName: string;
+  readonly entityId: string;
+  readonly schemaName: string;
+  readonly entityName: string;
   readonly schedule: Schedule;
+  readonly cron: CronExpression;
   /** The rule's updated_date: a tick before it belongs to an older version of the rule. */
   readonly since: Date;
-  readonly task: ScheduledTask;
+  /** Run once per matching row (trigger_conditions.for_each_row, by default when it has conditions). */
+  readonly forEachRow: boolean;
+  readonly conditions: readonly FieldCondition[];
+  /** Every tick up to here is fired, started, found fired or recorded missed. */
+  checkedUntil: Date;
 }
 
 // One snapshot: the version read is the one the rules belong to.
 const LOAD_SCHEDULED_RULES = `
-select r.id, r.name, r.trigger_conditions, r.updated_date
+select r.id, r.name, r.trigger_conditions, r.updated_date,
+       e.id as entity_id, coalesce(e.schema_name, 'public') as schema_name, e.name as entity_name,
+       (select max(s.scheduled_for) from workflow.schedule_runs s where s.rule_id = r.id) as last_tick
   from workflow.automation_rules r
   join workflow.trigger_types t on t.id = r.trigger_type_id
   join workflow.entities e on e.id = r.entity_id
@@ -52,49 +91,86 @@ select r.id, r.name, r.trigger_conditions, r.updated_date
 
 const FIRE = 'select workflow.fire_scheduled_rule($1, $2) as event_id';
 
-const MAX_RETRY_DELAY_MS = 5_000;
+// As fire_scheduled_rule: only an active scheduled rule of an active entity, unchanged since the tick.
+const START_ROW_TICK = `
+insert into workflow.schedule_runs (rule_id, scheduled_for, status)
+select r.id, $2, 'selecting'
+  from workflow.automation_rules r
+  join workflow.trigger_types t on t.id = r.trigger_type_id
+  join workflow.entities e on e.id = r.entity_id
+ where r.id = $1 and r.is_active and t.name = 'scheduled' and e.is_active is not false
+on conflict (rule_id, scheduled_for) do nothing
+returning rule_id`;
+
+const RECORD_MISSED = `
+insert into workflow.schedule_runs (rule_id, scheduled_for, status, finished_at)
+select $1, tick, 'missed', now() from unnest($2::timestamptz[]) tick
+on conflict (rule_id, scheduled_for) do nothing
+returning scheduled_for`;
+
+// A tick whose rule was switched off or changed before its rows were all queued is not finished.
+const CANCEL_ORPHANED = `
+update workflow.schedule_runs s set status = 'cancelled', finished_at = now()
+ where s.status = 'selecting'
+   and not exists (select 1 from workflow.automation_rules a
+                    where a.id = s.rule_id and a.is_active and a.updated_date <= s.scheduled_for)`;
+
+const CANCEL_TICK = `
+update workflow.schedule_runs set status = 'cancelled', finished_at = now()
+ where rule_id = $1 and scheduled_for = $2 and status = 'selecting'`;
+
+const UNFINISHED = `
+select rule_id, scheduled_for from workflow.schedule_runs
+ where status = 'selecting' order by scheduled_for limit 100`;
+
+/** How far back missed ticks are looked for: as long as maintenance keeps schedule_runs. */
+const MISSED_LOOKBACK_MS = 7 * 86_400_000;
+/** Missed ticks recorded one by one per gap (the latest); the log line counts them all. */
+const MISSED_RECORDED = 100;
 
 /**
  * Runs scheduled rules. Every daemon runs one; each tick fires exactly once across all of them,
- * because firing inserts the tick into workflow.schedule_runs (whose key is rule and tick) and
- * queues the rule's event in the same statement, and a daemon that finds the tick there already
- * does nothing. The engine then runs the event like a run_rule event: that rule only.
+ * because firing inserts the tick into workflow.schedule_runs (whose key is rule and tick) in the
+ * statement that queues its work, and a daemon that finds the tick there already does nothing. A
+ * rule without rows queues one event per tick (workflow.fire_scheduled_rule); a rule over rows
+ * queues one per matching row, in batches (row-tick.ts). The engine runs each event for that rule
+ * only. Time comes from the clock: on each wake the scheduler runs every tick from the last it
+ * handled up to now, so ticks missed while no daemon ran are caught up in order.
  */
 export class Scheduler {
   readonly #logger: Logger;
   readonly #pool: pg.Pool;
   readonly #pollIntervalMs: number;
   readonly #catchUpMs: number;
-  readonly #cronLogger: CronLogger;
-  readonly #schedules = new Map<string, ActiveSchedule>();
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly #clock: Clock;
+  readonly #batchSize: number;
+  readonly #beforeBatchCommit: ((client: pg.ClientBase) => Promise<void>) | undefined;
+  readonly #rules = new Map<string, ActiveRule>();
   #problems: ScheduleProblem[] = [];
   #version: string | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #polling: Promise<void> | undefined;
+  #looping: Promise<void> | undefined;
   #reloading: Promise<void> | undefined;
+  #due: Promise<void> = Promise.resolve();
+  #finishing: Promise<void> | undefined;
+  #ticksStarted = false;
   #stopping = false;
   #running = false;
-  #fired = 0;
-  #alreadyFired = 0;
+  #stats = { fired: 0, alreadyFired: 0, missed: 0, rowsQueued: 0 };
 
   constructor(options: SchedulerOptions) {
     this.#logger = options.logger.child({ component: 'scheduler' });
     this.#pollIntervalMs = options.pollIntervalMs ?? 1_000;
-    this.#catchUpMs = options.catchUpMs ?? 60_000;
+    this.#catchUpMs = options.catchUpMs ?? 3_600_000;
+    this.#clock = options.clock ?? systemClock;
+    this.#batchSize = options.batchSize ?? 1_000;
+    this.#beforeBatchCommit = options.beforeBatchCommit;
     this.#pool = createPool({
       databaseUrl: options.databaseUrl,
       max: 2,
       applicationName: 'rulebook-scheduler',
       logger: this.#logger,
     });
-    const cronLog = this.#logger.child({ component: 'node-cron' });
-    this.#cronLogger = {
-      info: (message) => cronLog.debug(message),
-      warn: (message) => cronLog.debug(message),
-      error: (message, err) => cronLog.warn({ err: err ?? message }, 'node-cron error'),
-      debug: (message) => cronLog.debug(message),
-    };
   }
 
   get running(): boolean {
@@ -108,7 +184,7 @@ export class Scheduler {
 
   /** The ids of the rules being scheduled now. */
   get ruleIds(): string[] {
-    return [...this.#schedules.keys()];
+    return [...this.#rules.keys()];
   }
 
   /** Active scheduled rules whose schedule could not be parsed at the last load. */
@@ -116,9 +192,8 @@ export class Scheduler {
     return this.#problems;
   }
 
-  /** Ticks this scheduler fired, and ticks it found already fired by another daemon. */
-  get stats(): { readonly fired: number; readonly alreadyFired: number } {
-    return { fired: this.#fired, alreadyFired: this.#alreadyFired };
+  get stats(): SchedulerStats {
+    return { ...this.#stats };
   }
 
   async start(): Promise<void> {
@@ -130,21 +205,21 @@ export class Scheduler {
       throw error;
     }
     this.#running = true;
-    this.#schedulePoll();
-    this.#logger.info({ rules: this.#schedules.size }, 'scheduler started');
+    this.#logger.info({ rules: this.#rules.size }, 'scheduler started');
+    this.#loop(0);
   }
 
-  /** Stops every timer, lets fires under way finish, and closes the connections. */
+  /** Stops the timer, lets the ticks under way finish, and closes the connections. */
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.#polling;
+    await this.#looping;
     await this.#reloading?.catch(() => {});
-    for (const active of this.#schedules.values()) await active.task.destroy();
-    this.#schedules.clear();
-    await Promise.all(this.#inFlight);
+    await this.#due;
+    await this.#finishing;
+    this.#rules.clear();
     await this.#pool.end();
     this.#running = false;
     this.#logger.info('scheduler stopped');
@@ -157,14 +232,48 @@ export class Scheduler {
     if (!this.#stopping) await this.#reload();
   }
 
-  #schedulePoll(): void {
+  /**
+   * Runs every tick due by the clock's now that this scheduler has not handled yet, then finishes
+   * ticks over rows that any daemon left unfinished. Calls run one after the other; the timer calls
+   * it on every wake, tests after moving the clock.
+   */
+  runDue(): Promise<void> {
+    // Rows are queued apart from firing, so that a tick over a million rows delays no other tick.
+    return this.#fireDue().then(() => this.#finishRows());
+  }
+
+  #fireDue(): Promise<void> {
+    const run = this.#due.then(() => this.#runDue());
+    this.#due = run.catch((error: unknown) =>
+      this.#logger.warn({ err: error }, 'scheduled ticks could not run'),
+    );
+    return run;
+  }
+
+  /** Joins the queueing of rows under way, or starts it; it goes on while ticks keep starting. */
+  #finishRows(): Promise<void> {
+    this.#finishing ??= (async () => {
+      do {
+        this.#ticksStarted = false;
+        await this.#finishUnfinished();
+      } while (this.#ticksStarted && !this.#stopping);
+    })().finally(() => (this.#finishing = undefined));
+    return this.#finishing;
+  }
+
+  #loop(delay: number): void {
     if (this.#stopping) return;
     this.#timer = setTimeout(() => {
-      this.#polling = this.#poll().finally(() => {
-        this.#polling = undefined;
-        this.#schedulePoll();
+      this.#looping = (async () => {
+        await this.#poll();
+        await this.#fireDue().catch(() => {});
+        void this.#finishRows().catch(() => {});
+      })().finally(() => {
+        this.#looping = undefined;
+        // Wake at the next whole second (the finest a schedule has), or sooner to look for rule changes.
+        this.#loop(Math.min(this.#pollIntervalMs, 1_005 - (Date.now() % 1_000)));
       });
-    }, this.#pollIntervalMs);
+    }, delay);
   }
 
   async #poll(): Promise<void> {
@@ -200,39 +309,27 @@ export class Scheduler {
     this.#version = version;
   }
 
-  /** Keeps the timers of unchanged rules, replaces those of changed ones, drops the rest. */
+  /** Keeps the progress of unchanged rules, starts changed and new ones after their last tick. */
   #apply(rows: readonly ScheduledRuleRow[]): void {
     const problems: ScheduleProblem[] = [];
     const wanted = new Set<string>();
     let changed = false;
     for (const row of rows) {
-      const parsed = parseSchedule(row.trigger_conditions);
-      if (!parsed.ok) {
-        problems.push({ ruleId: row.id, ruleName: row.name, message: parsed.message });
+      const read = readRule(row);
+      if ('message' in read) {
+        problems.push({ ruleId: row.id, ruleName: row.name, message: read.message });
         continue;
       }
       wanted.add(row.id);
-      const current = this.#schedules.get(row.id);
-      if (
-        current &&
-        current.ruleName === row.name &&
-        current.schedule.expression === parsed.schedule.expression &&
-        current.schedule.timezone === parsed.schedule.timezone &&
-        current.since.getTime() === row.updated_date.getTime()
-      ) {
-        continue;
-      }
-      if (current) void current.task.destroy();
-      this.#schedules.delete(row.id);
-      const active = this.#schedule(row, parsed.schedule);
-      if (active) this.#schedules.set(row.id, active);
-      else problems.push({ ruleId: row.id, ruleName: row.name, message: 'node-cron could not schedule it' });
+      const current = this.#rules.get(row.id);
+      if (current && sameRule(current, read)) continue;
+      const start = Math.max(row.updated_date.getTime(), row.last_tick?.getTime() ?? -Infinity);
+      this.#rules.set(row.id, { ...read, checkedUntil: new Date(start) });
       changed = true;
     }
-    for (const [ruleId, active] of this.#schedules) {
+    for (const ruleId of this.#rules.keys()) {
       if (wanted.has(ruleId)) continue;
-      void active.task.destroy();
-      this.#schedules.delete(ruleId);
+      this.#rules.delete(ruleId);
       changed = true;
     }
     const known = new Set(this.#problems.map((problem) => `${problem.ruleId}:${problem.message}`));
@@ -241,79 +338,218 @@ export class Scheduler {
       this.#logger.error(problem, 'scheduled rule has a schedule that cannot run; it will not fire');
     }
     this.#problems = problems;
-    if (changed) this.#logger.info({ rules: this.#schedules.size }, 'schedules loaded');
+    if (changed) this.#logger.info({ rules: this.#rules.size }, 'schedules loaded');
   }
 
-  #schedule(row: ScheduledRuleRow, schedule: Schedule): ActiveSchedule | undefined {
-    let task: ScheduledTask;
-    try {
-      task = createTask(schedule.expression, (context) => this.#fire(row.id, context.date), {
-        timezone: schedule.timezone,
-        name: `rulebook:${row.id}`,
-        logger: this.#cronLogger,
-      });
-    } catch (error) {
-      this.#logger.error(
-        { ruleId: row.id, ruleName: row.name, err: error },
-        'scheduled rule could not be scheduled; it will not fire',
-      );
-      return undefined;
+  async #runDue(): Promise<void> {
+    if (this.#stopping) return;
+    const now = this.#clock.now();
+    for (const rule of [...this.#rules.values()]) {
+      if (this.#stopping) return;
+      await this.#runRule(rule, now);
     }
-    // A tick node-cron reached late (a blocked event loop) is still fired while it is recent: if
-    // another daemon fired it, the table says so.
-    task.on('execution:missed', (context) => {
-      if (Date.now() - context.date.getTime() <= this.#catchUpMs) void this.#fire(row.id, context.date);
-    });
-    void task.start();
-    // The latest tick that passed while this rule was not scheduled here (this daemon starting, or
-    // the rule just written), if it is recent and after the rule's last change.
-    const missed = latestTick(
-      task,
-      new Date(Math.max(Date.now() - this.#catchUpMs, row.updated_date.getTime())),
-    );
-    if (missed) void this.#fire(row.id, missed);
-    return { ruleId: row.id, ruleName: row.name, schedule, since: row.updated_date, task };
   }
 
-  /** Fires one tick; retries a failure while the tick is recent. Never throws. */
-  #fire(ruleId: string, scheduledFor: Date): Promise<void> {
-    const work = (async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const { rows } = await this.#pool.query<{ event_id: string | null }>(FIRE, [ruleId, scheduledFor]);
-          const eventId = rows[0]?.event_id ?? null;
-          if (eventId === null) {
-            this.#alreadyFired++;
-          } else {
-            this.#fired++;
-            this.#logger.debug({ ruleId, scheduledFor, eventId }, 'scheduled rule fired');
-          }
-          return;
-        } catch (error) {
-          const delay = Math.min(250 * 2 ** attempt, MAX_RETRY_DELAY_MS);
-          const giveUp = this.#stopping || Date.now() + delay - scheduledFor.getTime() > this.#catchUpMs;
-          this.#logger.warn(
-            { err: error, ruleId, scheduledFor, ...(giveUp ? {} : { retryInMs: delay }) },
-            giveUp ? 'could not fire scheduled rule; giving the tick up' : 'could not fire scheduled rule',
+  async #runRule(rule: ActiveRule, now: Date): Promise<void> {
+    if (now <= rule.checkedUntil) return;
+    const windowStart = new Date(now.getTime() - this.#catchUpMs);
+    let from = rule.checkedUntil;
+    if (from < windowStart) {
+      await this.#recordMissed(rule, from, windowStart);
+      from = windowStart;
+      rule.checkedUntil = windowStart;
+    }
+    for (const tick of ticksBetween(rule.cron, rule.schedule.timezone, from, now)) {
+      if (this.#stopping || this.#rules.get(rule.ruleId) !== rule) return;
+      if (!(await this.#fire(rule, tick))) return;
+      rule.checkedUntil = tick;
+    }
+    rule.checkedUntil = now;
+  }
+
+  async #recordMissed(rule: ActiveRule, from: Date, until: Date): Promise<void> {
+    const lookFrom = new Date(Math.max(from.getTime(), until.getTime() - MISSED_LOOKBACK_MS));
+    const missed = ticksBetween(rule.cron, rule.schedule.timezone, lookFrom, until);
+    if (missed.length === 0) return;
+    try {
+      const { rows } = await this.#pool.query(RECORD_MISSED, [rule.ruleId, missed.slice(-MISSED_RECORDED)]);
+      if (rows.length === 0) return; // another daemon recorded them, or ran them
+      this.#stats.missed += rows.length;
+      this.#logger.warn(
+        {
+          ruleId: rule.ruleId,
+          ruleName: rule.ruleName,
+          missed: missed.length,
+          recorded: rows.length,
+          first: missed[0],
+          last: missed.at(-1),
+          catchUpMs: this.#catchUpMs,
+        },
+        'scheduled rule missed ticks while no daemon ran; they are older than RULEBOOK_SCHEDULE_CATCHUP and will not run',
+      );
+    } catch (error) {
+      this.#logger.warn({ err: error, ruleId: rule.ruleId }, 'could not record missed ticks');
+    }
+  }
+
+  /**
+   * Fires one tick. False when it could not: the rule stops there until the next wake, which tries
+   * the tick again (and records it missed once it is older than the catch-up window), so a failing
+   * rule holds up neither the others nor the scheduler.
+   */
+  async #fire(rule: ActiveRule, tick: Date): Promise<boolean> {
+    let fired: boolean;
+    try {
+      if (rule.forEachRow) {
+        fired = (await this.#pool.query(START_ROW_TICK, [rule.ruleId, tick])).rowCount === 1;
+      } else {
+        const { rows } = await this.#pool.query<{ event_id: string | null }>(FIRE, [rule.ruleId, tick]);
+        fired = rows[0]?.event_id != null;
+      }
+    } catch (error) {
+      this.#logger.warn(
+        { err: error, ruleId: rule.ruleId, ruleName: rule.ruleName, scheduledFor: tick },
+        'could not fire scheduled rule; trying again at the next wake',
+      );
+      return false;
+    }
+    this.#count(rule, tick, fired);
+    // Its rows are queued by #finishRows, here or in any daemon.
+    if (fired && rule.forEachRow) this.#ticksStarted = true;
+    return true;
+  }
+
+  #tickFailed(rule: ActiveRule, tick: Date, error: unknown): void {
+    this.#logger.warn(
+      { err: error, ruleId: rule.ruleId, ruleName: rule.ruleName, scheduledFor: tick },
+      'could not queue the rows of a scheduled tick; they are queued at a later wake',
+    );
+  }
+
+  #count(rule: ActiveRule, tick: Date, fired: boolean): void {
+    if (fired) {
+      this.#stats.fired++;
+      this.#logger.debug({ ruleId: rule.ruleId, scheduledFor: tick }, 'scheduled rule fired');
+    } else {
+      this.#stats.alreadyFired++;
+    }
+  }
+
+  /** Queues the rest of a tick's rows, batch by batch, unless another daemon is at it. */
+  async #finishTick(rule: ActiveRule, tick: Date): Promise<void> {
+    let source: RowSource;
+    try {
+      source = await loadRowSource(this.#pool, rule.schemaName, rule.entityName);
+    } catch (error) {
+      if (!(error instanceof MissingRelationError)) throw error;
+      await this.#pool.query(CANCEL_TICK, [rule.ruleId, tick]);
+      this.#logger.error(
+        { ruleId: rule.ruleId, ruleName: rule.ruleName, scheduledFor: tick, err: error },
+        'the table or view of a scheduled rule over rows does not exist; its tick is cancelled',
+      );
+      return;
+    }
+    const { rows: hazards } = await this.#pool.query<{ hazard: string; function_owner: string }>(
+      'select hazard, function_owner from workflow.row_selection_hazards($1::regclass, $2::text[])',
+      [source.relation, rule.conditions.map((condition) => condition.field_name)],
+    );
+    if (hazards.length > 0) {
+      await this.#pool.query(CANCEL_TICK, [rule.ruleId, tick]);
+      this.#logger.error(
+        {
+          ruleId: rule.ruleId,
+          ruleName: rule.ruleName,
+          scheduledFor: tick,
+          relation: source.relation,
+          hazards,
+        },
+        'reading the rows of this scheduled rule would run code of a role that is not a superuser as the daemon; its tick is cancelled',
+      );
+      return;
+    }
+    const tickRule: RowTickRule = {
+      ruleId: rule.ruleId,
+      entityId: rule.entityId,
+      source,
+      conditions: rule.conditions,
+    };
+    let queued = 0;
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    // A connection lost mid-batch also emits 'error' on the client; the failed query reports it.
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
+    try {
+      while (!this.#stopping) {
+        const outcome = await runBatch(client, tickRule, tick, this.#batchSize, this.#beforeBatchCommit);
+        if (outcome.state !== 'queued') break;
+        queued += outcome.queued;
+        this.#stats.rowsQueued += outcome.queued;
+        if (outcome.done) break;
+      }
+    } catch (error) {
+      broken = error as Error;
+      throw error;
+    } finally {
+      if (!broken) client.off('error', onError);
+      client.release(broken);
+      if (queued > 0) this.#logger.debug({ ruleId: rule.ruleId, scheduledFor: tick, queued }, 'rows queued');
+    }
+  }
+
+  /** Ticks over rows that a daemon started and did not finish (it died, or is still at it). */
+  async #finishUnfinished(): Promise<void> {
+    try {
+      await this.#pool.query(CANCEL_ORPHANED);
+      const { rows } = await this.#pool.query<{ rule_id: string; scheduled_for: Date }>(UNFINISHED);
+      for (const row of rows) {
+        const rule = this.#rules.get(row.rule_id);
+        if (this.#stopping) return;
+        if (rule?.forEachRow) {
+          await this.#finishTick(rule, row.scheduled_for).catch((error: unknown) =>
+            this.#tickFailed(rule, row.scheduled_for, error),
           );
-          if (giveUp) return;
-          await new Promise((resolve) => setTimeout(resolve, delay));
         }
       }
-    })();
-    this.#inFlight.add(work);
-    void work.finally(() => this.#inFlight.delete(work));
-    return work;
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'could not finish the rows of unfinished ticks');
+    }
   }
 }
 
-/** The latest tick of `task` after `after` and not after now, looking at whole seconds. */
-function latestTick(task: ScheduledTask, after: Date): Date | undefined {
-  const now = new Date();
-  now.setMilliseconds(0);
-  for (let at = now.getTime(); at > after.getTime(); at -= 1_000) {
-    const candidate = new Date(at);
-    if (task.match(candidate)) return candidate;
+function readRule(row: ScheduledRuleRow): Omit<ActiveRule, 'checkedUntil'> | { message: string } {
+  const parsed = parseSchedule(row.trigger_conditions);
+  if (!parsed.ok) return { message: parsed.message };
+  let cron: CronExpression;
+  let conditions: FieldCondition[];
+  try {
+    cron = parseCron(parsed.schedule.expression);
+    conditions = parseConditions(row.trigger_conditions);
+  } catch (error) {
+    return { message: (error as Error).message };
   }
-  return undefined;
+  const forEachRow = (row.trigger_conditions as { for_each_row?: unknown }).for_each_row;
+  return {
+    ruleId: row.id,
+    ruleName: row.name,
+    entityId: row.entity_id,
+    schemaName: row.schema_name,
+    entityName: row.entity_name,
+    schedule: parsed.schedule,
+    cron,
+    since: row.updated_date,
+    forEachRow: typeof forEachRow === 'boolean' ? forEachRow : conditions.length > 0,
+    conditions,
+  };
+}
+
+function sameRule(current: ActiveRule, read: Omit<ActiveRule, 'checkedUntil'>): boolean {
+  return (
+    current.ruleName === read.ruleName &&
+    current.since.getTime() === read.since.getTime() &&
+    current.schedule.expression === read.schedule.expression &&
+    current.schedule.timezone === read.schedule.timezone &&
+    current.entityName === read.entityName &&
+    current.schemaName === read.schemaName
+  );
 }

@@ -35,6 +35,7 @@ export interface TemplateContextInput {
 
 /**
  * The data templates render against: `new`, `old`, `changed_fields`, `entity`, `event`, `rule`, `now`,
+ * `scheduled_for` (the tick, for a scheduled rule),
  * and the row itself (the new row, or the old one for a delete) spread at the top level so that
  * `{{order_number}}` works. The named keys win over row columns of the same name.
  */
@@ -47,6 +48,8 @@ export function buildTemplateContext({
   const row = event.operation === 'on_delete' ? event.oldRow : event.newRow;
   return {
     ...row,
+    // A scheduled rule's tick: one per tick (also in its row), or one per row of the tick.
+    ...(event.operation === 'scheduled' ? { scheduled_for: scheduledFor(event.rowKey) } : {}),
     new: event.newRow,
     old: event.oldRow,
     changed_fields:
@@ -62,6 +65,12 @@ export function buildTemplateContext({
     rule: { id: rule.id, name: rule.name },
     now: now.toISOString(),
   };
+}
+
+function scheduledFor(rowKey: unknown): unknown {
+  return typeof rowKey === 'object' && rowKey !== null
+    ? (rowKey as { scheduled_for?: unknown }).scheduled_for
+    : undefined;
 }
 
 /** Dates become ISO text, which prints readably and which `formatDate` accepts. */
