@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateRules } from '../src/operations/validate-rules.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { spawnRulebook } from './support/daemon-process.js';
 import { createRule } from './support/rules.js';
+import { ensureCliBuilt } from './support/staff.js';
 
 // After an ALTER TABLE, rules and actions that were good when written may no longer be: an
 // operator runs `rulebook rules validate`, which lists what would now fail, and changes nothing.
@@ -9,6 +11,7 @@ import { createRule } from './support/rules.js';
 let db: TestDatabase;
 
 beforeAll(async () => {
+  ensureCliBuilt();
   db = await createTestDatabase();
   await db.query(`
     create schema crm;
@@ -35,6 +38,11 @@ describe('validateRules', () => {
       actions: [{ name: 'flag', config: { action_type: 'update_field', field: 'owner_note', value: 'big' } }],
     });
     expect(await validateRules(db.pool)).toEqual([]);
+    const run = spawnRulebook(['rules', 'validate', '--json'], { DATABASE_URL: db.url, LOG_LEVEL: 'silent' });
+    let stdout = '';
+    run.child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    expect((await run.exited()).code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual([]);
   });
 
   it('reports the condition and the action that name a dropped column, and changes nothing', async () => {
@@ -69,6 +77,15 @@ describe('validateRules', () => {
       [action!.id],
     );
     expect(after).toEqual({ action_config: action!.action_config, is_active: true });
+
+    // The command prints one problem per line and exits 1, for a check after a migration.
+    const run = spawnRulebook(['rules', 'validate'], { DATABASE_URL: db.url, LOG_LEVEL: 'silent' });
+    let stdout = '';
+    run.child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const { code } = await run.exited();
+    expect(code).toBe(1);
+    expect(stdout).toBe(`${problems[0]!.problem}\n${problems[1]!.problem}\n`);
+    expect(run.output()).toContain('rulebook: 2 problems found');
   });
 
   it('reports a rule whose table is gone', async () => {

@@ -8,7 +8,7 @@ import { executionsCommand, executionsShowCommand } from './executions-command.j
 import { migrateCommand } from './migrate-command.js';
 import { psqlCommand } from './psql-command.js';
 import { roleAddCommand } from './role-command.js';
-import { rulesListCommand, rulesShowCommand } from './rules-command.js';
+import { rulesListCommand, rulesShowCommand, rulesValidateCommand } from './rules-command.js';
 import { startCommand } from './start-command.js';
 import { statusCommand } from './status-command.js';
 import { tokenCreateCommand, tokenListCommand, tokenRevokeCommand } from './token-command.js';
@@ -21,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   statusCommand,
   rulesListCommand,
   rulesShowCommand,
+  rulesValidateCommand,
   executionsCommand,
   executionsShowCommand,
   eventsListCommand,

@@ -1,4 +1,5 @@
 import { listRules, showRule } from '../operations/rules.js';
+import { validateRules } from '../operations/validate-rules.js';
 import type { Command } from './command.js';
 import { JSON_OPTION } from './common-options.js';
 import { formatTime } from './output.js';
@@ -66,6 +67,26 @@ export const rulesShowCommand: Command = {
           run.errorMessage?.split('\n')[0],
         ]),
       );
+    }
+  },
+};
+
+export const rulesValidateCommand: Command = {
+  name: 'rules validate',
+  usage: '[--json]',
+  summary: `re-check every rule and action against today's tables, columns, people and
+templates (after ALTER TABLE); exit 1 when something would fail`,
+  details: `Runs the checks each rule and action passed when it was written, read-only, and prints one
+problem per line naming the rule and the action. Nothing is changed.`,
+  options: { json: JSON_OPTION },
+  async run({ output, withPool }) {
+    const problems = await withPool((pool) => validateRules(pool));
+    if (output.json) output.document(problems);
+    else if (problems.length === 0) output.line('rulebook: every rule and action passes its checks');
+    else for (const problem of problems) output.line(problem.problem);
+    if (problems.length > 0) {
+      if (!output.json) output.warn(`${problems.length} problem${problems.length === 1 ? '' : 's'} found`);
+      return 1;
     }
   },
 };
