@@ -115,6 +115,7 @@ describe('arguments', () => {
       'rulebook: rules needs a subcommand\n' +
         'usage: rulebook rules list [--json]\n' +
         '       rulebook rules show <rule id | name> [--json]\n' +
+        '       rulebook rules validate [--json]\n' +
         'rulebook rules --help for more\n',
     );
 

@@ -438,6 +438,7 @@ describe('configuration', () => {
         RULEBOOK_RETAIN_DELIVERIES: '0',
         RULEBOOK_RETAIN_ALLOCATIONS: '2w',
         RULEBOOK_RETAIN_SCHEDULE_TICKS: ' 30m ',
+        RULEBOOK_SCHEDULE_CATCHUP: '10 minutes',
       }).retention,
     ).toEqual({
       executionsMs: 12 * 3_600_000,
@@ -445,6 +446,13 @@ describe('configuration', () => {
       allocationsMs: 14 * DAY,
       scheduleTicksMs: 1_800_000,
     });
+  });
+
+  it('refuses to keep ticks for less than the catch-up window, which finds missed ticks through them', () => {
+    expect(() => loadConfig({ RULEBOOK_RETAIN_SCHEDULE_TICKS: '1h' })).toThrow(
+      'RULEBOOK_RETAIN_SCHEDULE_TICKS (1h) must be longer than RULEBOOK_SCHEDULE_CATCHUP (1 hour)',
+    );
+    expect(loadConfig({ RULEBOOK_RETAIN_SCHEDULE_TICKS: '0' }).retention.scheduleTicksMs).toBeNull();
   });
 
   it.each([
