@@ -581,6 +581,45 @@ describe('a scheduled rule over rows', () => {
     ]);
   });
 
+  it('acts on each matching row itself: update_field without where sets that row', async () => {
+    const expected = await seedOrders();
+    await db.query(`update workflow.automation_rules set is_active = false`);
+    const at = new Date('2030-03-05T07:00:00Z');
+    const ruleId = await createScheduledRule({
+      name: 'Mark stale orders',
+      entity: 'orders',
+      updatedAt: new Date(at.getTime() - HOUR),
+      conditions: {
+        schedule: '0 7 * * *',
+        field_conditions: [
+          { field_name: 'status', operator: 'equals', value: 'pending' },
+          { field_name: 'created_at', operator: 'older_than', value: '6 days' },
+        ],
+      },
+      actions: [
+        { name: 'Mark it', config: { action_type: 'update_field', field: 'status', value: 'stale' } },
+      ],
+    });
+    const clock = new ManualClock(new Date(at.getTime() - MINUTE));
+    const scheduler = await startScheduler(clock);
+    clock.set(at);
+    await scheduler.runDue();
+    await waitFor('the tick to be finished', async () => (await runsOf(ruleId))[0]?.status === 'done');
+    await engine();
+    await waitFor('the rows to run', async () => (await rowExecutions(ruleId)).length === 100);
+    expect(new Set((await rowExecutions(ruleId)).map((execution) => execution.status))).toEqual(
+      new Set(['success']),
+    );
+    const stale = await db.query<{ id: number }>(
+      `select id from ops.orders where status = 'stale' order by id`,
+    );
+    expect(stale.map((row) => row.id)).toEqual(expected);
+    const [others] = await db.query<{ count: string }>(
+      `select count(*) from ops.orders where status = 'stale' and id % 3 <> 0`,
+    );
+    expect(others!.count).toBe('0');
+  });
+
   it('without field conditions runs once per tick unless it says for_each_row, and walks a view by its rows', async () => {
     await seedOrders();
     const everyRow = await createScheduledRule({

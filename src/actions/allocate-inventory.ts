@@ -11,6 +11,7 @@ import {
 import { isIntegralDecimal, toNumber } from './allocation/quantity.js';
 import { readRequest, type RequestLine } from './allocation/request.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
+import { triggeringRowKey } from '../engine/types.js';
 
 /**
  * Every allocation takes this one transaction-level advisory lock before it locks inventory rows
@@ -197,7 +198,7 @@ export const allocateInventory: ActionHandler = {
       rule_id: context.rule.id,
       action_id: context.action.id,
       execution_id: context.executionId,
-      source: { entity: `${entity.schemaName}.${entity.name}`, row_key: context.event.rowKey },
+      source: { entity: `${entity.schemaName}.${entity.name}`, row_key: triggeringRowKey(context.event) },
       inventory: {
         table: `${relation.schema}.${relation.name}`,
         schema: relation.schema,

@@ -4,6 +4,7 @@ import { isUuid } from '../is-uuid.js';
 import { ConfigReader } from './config-reader.js';
 import type { BatchedWriteKind } from '../engine/write-batch.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
+import { triggeringRowKey } from '../engine/types.js';
 
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 
@@ -184,7 +185,7 @@ export const createAlert: ActionHandler = {
           message,
           context: alertContext,
           source_entity_name: `${entity.schemaName}.${entity.name}`,
-          source_entity_id: sourceEntityId(context.event.rowKey),
+          source_entity_id: sourceEntityId(triggeringRowKey(context.event)),
           source_rule_id: context.rule.id,
           expires_in: expiresIn,
           recipients,
@@ -202,7 +203,7 @@ export const createAlert: ActionHandler = {
       title,
       message,
       `${entity.schemaName}.${entity.name}`,
-      sourceEntityId(context.event.rowKey),
+      sourceEntityId(triggeringRowKey(context.event)),
       JSON.stringify(alertContext),
       JSON.stringify(recipients),
       context.rule.id,

@@ -8,6 +8,7 @@ import {
   type RelationInfo,
 } from './relation-catalog.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
+import { triggeringRowKey } from '../engine/types.js';
 
 const ACTION = 'update_field';
 
@@ -180,7 +181,7 @@ export const updateField: ActionHandler = {
       // Named either way ("orders" or "sales.orders"), the rule's own table means the triggering row.
       throw new ActionError(`${ACTION}: config.where is required with config.target_entity`);
     } else {
-      const key = Object.entries(context.event.rowKey);
+      const key = Object.entries(triggeringRowKey(context.event));
       if (key.length === 0) throw new ActionError(`${ACTION}: the triggering event carries no row key`);
       for (const [name, keyValue] of key) {
         const keyColumn = requireColumn(relation, name, 'row key column', ACTION);

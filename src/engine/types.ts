@@ -46,3 +46,17 @@ export interface RuleDefinition {
   /** Why the rule cannot run (its conditions could not be loaded), recorded as its failure. */
   readonly problem?: string;
 }
+
+/**
+ * The primary key of the row an event is about. A scheduled rule over rows queues one event per
+ * row with `{rule_id, scheduled_for, key}` as its row_key (the tick makes it unique); its actions
+ * act on `key`, as they would on a captured change of that row.
+ */
+export function triggeringRowKey(
+  event: Pick<CapturedEvent, 'operation' | 'rowKey'>,
+): Record<string, unknown> {
+  const key = event.operation === 'scheduled' ? event.rowKey.key : undefined;
+  return typeof key === 'object' && key !== null && !Array.isArray(key)
+    ? (key as Record<string, unknown>)
+    : event.rowKey;
+}
