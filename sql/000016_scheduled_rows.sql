@@ -246,20 +246,13 @@ begin
 end
 $$;
 
--- The maintenance job prunes by its own clock (src/clock.ts), so that tests can move it: by the
--- tick's time, which comes from that clock, not fired_at, which is the database's.
-create function workflow.prune_schedule_runs(p_keep interval, p_now timestamptz) returns bigint
-language plpgsql as $$
-declare
-  v_count bigint;
-begin
-  -- A tick still selecting rows is kept whatever its age: a daemon finishes it.
-  delete from workflow.schedule_runs
-   where scheduled_for < p_now - p_keep and status is distinct from 'selecting';
-  get diagnostics v_count = row_count;
-  return v_count;
-end
-$$;
+-- The maintenance job prunes ticks in batches (src/retention/batches.ts) by the tick's time on its
+-- own clock (src/clock.ts), which tests move, not by fired_at, which is the database's; a tick still
+-- selecting rows is never pruned, and neither is a rule's newest tick, where the scheduler resumes.
+-- The unbatched function of 000009 and its fired_at index go: nothing calls them any more.
+drop function workflow.prune_schedule_runs(interval);
+drop index workflow.idx_schedule_runs_fired_at;
+create index idx_schedule_runs_prune on workflow.schedule_runs (scheduled_for) where status <> 'selecting';
 
 -- What reading a relation for a scheduled rule over rows would run of a role that is not a
 -- superuser, as the daemon: the casts and output functions to_jsonb(t) and t::text call (as for

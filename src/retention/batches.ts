@@ -141,8 +141,9 @@ export const pruneAllocations: BatchStep = async (client, ageMs, _cursor, limit)
 };
 
 /**
- * Fired ticks of scheduled rules, by the tick's own time on the scheduler's clock (tests drive it). A
- * tick still selecting rows is kept whatever its age: a daemon finishes it from its last key.
+ * Ticks of scheduled rules, by the tick's own time on the scheduler's clock (tests drive it). A tick
+ * still selecting rows is kept whatever its age (a daemon finishes it from its last key), and so is
+ * each rule's newest tick, from which the scheduler resumes after downtime.
  */
 export function pruneScheduleRunsAt(clock: Clock): BatchStep {
   return async (client, ageMs, _cursor, limit) => {
@@ -151,7 +152,10 @@ export function pruneScheduleRunsAt(clock: Clock): BatchStep {
         where ctid = any (array(
           select ctid from workflow.schedule_runs
            where scheduled_for < $3::timestamptz - $1::bigint * interval '1 millisecond'
-             and status is distinct from 'selecting'
+             and status <> 'selecting'
+             -- The scheduler resumes each rule from its newest tick: that one stays.
+             and exists (select 1 from workflow.schedule_runs n
+                           where n.rule_id = schedule_runs.rule_id and n.scheduled_for > schedule_runs.scheduled_for)
            order by scheduled_for limit $2
            for update skip locked))`,
       [ageMs, limit, clock.now()],
