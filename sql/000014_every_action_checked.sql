@@ -1011,6 +1011,10 @@ begin
       using errcode = 'undefined_table';
   end if;
   perform workflow.check_trigger_conditions(p_rule.name, p_rule.trigger_conditions, v_relation, v_trigger_type);
+  -- The schedule's own checks (000009, and those later migrations add), as its trigger runs them.
+  if v_trigger_type = 'scheduled' then
+    perform workflow.check_schedule(p_rule.name, p_rule.trigger_conditions);
+  end if;
 end
 $$;
 

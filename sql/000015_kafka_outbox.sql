@@ -22,8 +22,9 @@
 --
 -- Every other INSERT into workflow.events leaves aggregate_type null and a BEFORE INSERT trigger,
 -- whose WHEN clause skips the capture's rows, fills it from workflow.entities: run_rule's manual
--- events (000005), the scheduler's ticks (000009's workflow.fire_scheduled_rule), and whatever a
--- later migration or an operator inserts. So no such INSERT has to know about Kafka, and no event
+-- events (000005), the scheduler's ticks (000009's workflow.fire_scheduled_rule), view polls
+-- (000017), and whatever a later migration or an operator inserts (the per-row events of a scheduled
+-- rule, src/scheduler/row-tick.ts, name it themselves, once per batch). So no such INSERT has to know about Kafka, and no event
 -- reaches the router without a topic.
 --
 -- The publication carries INSERTs only: the engine claims events by deleting them and marks

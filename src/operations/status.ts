@@ -91,7 +91,8 @@ export async function scheduledRuleTicks(db: Queryable, count = 3): Promise<Sche
       last_fired_for: Date | null;
     }>(
       `select r.id, r.name, r.trigger_conditions,
-              (select max(s.scheduled_for) from workflow.schedule_runs s where s.rule_id = r.id) as last_fired_for
+              (select max(s.scheduled_for) from workflow.schedule_runs s
+                where s.rule_id = r.id and s.status in ('fired', 'selecting', 'done')) as last_fired_for
          from workflow.automation_rules r
          join workflow.trigger_types t on t.id = r.trigger_type_id
          join workflow.entities e on e.id = r.entity_id

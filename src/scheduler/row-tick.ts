@@ -187,12 +187,14 @@ with batch as (
    order by ${keyColumns.join(', ')}
    limit $4
 ), queued as (
-  insert into workflow.events (entity_id, operation, row_key, new_row, actor_id, rule_id)
+  insert into workflow.events (entity_id, operation, row_key, new_row, actor_id, rule_id, aggregate_type)
   select $3::uuid, 'scheduled',
          jsonb_build_object('rule_id', $1::uuid,
                             'scheduled_for', to_char($2::timestamptz at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                             'key', b.key),
-         b.row, nullif(current_setting('workflow.actor_id', true), ''), $1::uuid
+         b.row, nullif(current_setting('workflow.actor_id', true), ''), $1::uuid,
+         -- Once per batch, rather than the outbox trigger's lookup per row (sql/000015).
+         (select workflow.outbox_aggregate_type(e.schema_name, e.name) from workflow.entities e where e.id = $3::uuid)
     from batch b
   returning 1
 )
