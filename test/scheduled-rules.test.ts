@@ -220,7 +220,7 @@ describe('writing a scheduled rule', () => {
     expect((error as { message: string }).message).toContain('automation rule "Weekday mornings"');
   });
 
-  it('is read by the daemon as node-cron reads it', () => {
+  it('is read by the daemon as its scheduler reads it', () => {
     expect(parseSchedule({ schedule: ' 0  7 * * 1-5 ', timezone: 'America/New_York' })).toEqual({
       ok: true,
       schedule: { expression: '0 7 * * 1-5', timezone: 'America/New_York' },

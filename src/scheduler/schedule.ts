@@ -1,4 +1,4 @@
-import { validateDetailed } from 'node-cron';
+import { parseCron } from './cron.js';
 
 /** A scheduled rule's trigger_conditions: `{"schedule": "<cron>", "timezone": "<IANA zone>"}`. */
 export interface Schedule {
@@ -12,7 +12,8 @@ export type ParsedSchedule =
   { readonly ok: true; readonly schedule: Schedule } | { readonly ok: false; readonly message: string };
 
 /**
- * Reads and checks a scheduled rule's trigger_conditions as node-cron will run them. The database
+ * Reads and checks a scheduled rule's trigger_conditions with the cron reading the scheduler runs
+ * (src/scheduler/cron.ts), so that what passes here is what fires. The database
  * already refuses a missing schedule, a wrong field count and an unknown time zone
  * (workflow.check_schedule); this also catches what only a cron parser sees, such as "61 * * * *",
  * and rules written before that check existed.
@@ -33,10 +34,13 @@ export function parseSchedule(conditions: unknown): ParsedSchedule {
       message: `schedule "${schedule}" has ${fields} fields; a cron expression has 5, or 6 with seconds first`,
     };
   }
-  const validation = validateDetailed(expression);
-  if (!validation.valid) {
-    const reasons = validation.errors.map((error) => error.message).join('; ');
-    return { ok: false, message: `schedule "${schedule}" is not a valid cron expression: ${reasons}` };
+  try {
+    parseCron(expression);
+  } catch (error) {
+    return {
+      ok: false,
+      message: `schedule "${schedule}" is not a valid cron expression: ${(error as Error).message}`,
+    };
   }
   let zone = 'UTC';
   if (timezone !== undefined && timezone !== null) {
