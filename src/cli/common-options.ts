@@ -1,3 +1,4 @@
+import { parseDurationMs } from '../duration.js';
 import { UsageError, type OptionSpec, type OptionValues, stringOption } from './command.js';
 
 export const JSON_OPTION: OptionSpec = {
@@ -17,19 +18,17 @@ export const LIMIT_OPTION: OptionSpec = {
   help: 'show at most <n> (default 50)',
 };
 
-const SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 7 * 86_400 };
-
 /** `--since 1h` in seconds; undefined when not given. */
 export function sinceSeconds(values: OptionValues, command: string): number | undefined {
   const text = stringOption(values, 'since');
   if (text === undefined) return undefined;
-  const match = /^(\d{1,6})([smhdw])$/.exec(text.trim());
-  if (!match || Number(match[1]) === 0) {
+  const ms = parseDurationMs(text.trim(), { seconds: true });
+  if (ms === undefined) {
     throw new UsageError(
       `${command}: --since takes a number and a unit (s, m, h, d or w), such as 1h or 7d; got "${text}"`,
     );
   }
-  return Number(match[1]) * SECONDS[match[2]!]!;
+  return ms / 1000;
 }
 
 /** `--limit N`: a whole number from 1 to 10000. */
