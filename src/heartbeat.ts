@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { createPool } from './db/pool.js';
 import type { Logger } from './logger.js';
 import { packageRoot } from './package-root.js';
+import { PeriodicTask } from './periodic-task.js';
 
 export interface HeartbeatOptions {
   readonly databaseUrl: string;
@@ -55,9 +56,8 @@ export class Heartbeat {
   readonly #pool: pg.Pool;
   readonly #row: unknown[];
   #startedAt: Date | null = null;
-  #timer: NodeJS.Timeout | undefined;
-  #beating: Promise<void> | undefined;
-  #stopping = false;
+  readonly #task: PeriodicTask;
+  #stopped = false;
   #prunedAt = 0;
 
   constructor(options: HeartbeatOptions) {
@@ -70,11 +70,17 @@ export class Heartbeat {
       logger: this.#logger,
     });
     this.#row = [options.daemonId, os.hostname(), process.pid, packageVersion(), options.intervalMs];
+    // #beat logs its own failures, so there is nothing left for onError.
+    this.#task = new PeriodicTask(
+      () => this.#beat(),
+      options.intervalMs,
+      () => {},
+    );
   }
 
   /** Records the daemon (an error here fails start-up), forgets long-gone daemons, then beats. */
   async start(): Promise<void> {
-    this.#stopping = false;
+    this.#stopped = false;
     try {
       await this.#record();
     } catch (error) {
@@ -82,32 +88,20 @@ export class Heartbeat {
       throw error;
     }
     await this.#prune();
-    this.#schedule();
+    this.#task.start(this.#options.intervalMs);
   }
 
   /** Records a clean stop. */
   async stop(): Promise<void> {
-    if (this.#stopping) return;
-    this.#stopping = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#beating;
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.#task.stop();
     try {
       await this.#pool.query(STOP, [this.#options.daemonId]);
     } catch (error) {
       this.#logger.warn({ err: error }, 'could not record the stop in workflow.daemons');
     }
     await this.#pool.end();
-  }
-
-  #schedule(): void {
-    if (this.#stopping) return;
-    this.#timer = setTimeout(() => {
-      this.#beating = this.#beat().finally(() => {
-        this.#beating = undefined;
-        this.#schedule();
-      });
-    }, this.#options.intervalMs);
   }
 
   async #record(): Promise<void> {

@@ -12,6 +12,7 @@ import {
   type BatchStep,
 } from '../retention/batches.js';
 import { runBatches, type BatchRunOptions } from '../retention/run-batches.js';
+import { PeriodicTask } from '../periodic-task.js';
 
 export interface MaintenanceOptions {
   readonly databaseUrl: string;
@@ -87,9 +88,7 @@ export class MaintenanceJobs {
   readonly #jobs: readonly Job[];
   readonly #pruneJobs: readonly PruneJob[];
   readonly #pruning: BatchRunOptions;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<MaintenanceResult | undefined> | undefined;
-  #stopping = false;
+  readonly #task: PeriodicTask;
 
   constructor(options: MaintenanceOptions) {
     this.#logger = options.logger.child({ component: 'maintenance' });
@@ -118,19 +117,20 @@ export class MaintenanceJobs {
       },
     ];
     this.#pruning = { ...PRUNING_DEFAULTS, ...options.pruning };
+    this.#task = new PeriodicTask(
+      () => this.runOnce(),
+      this.#intervalMs,
+      (error) => this.#logger.warn({ err: error }, 'maintenance could not run'),
+    );
   }
 
   /** Runs the jobs now, then every interval. */
   start(): void {
-    this.#stopping = false;
-    this.#tick(0);
+    this.#task.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    await this.#task.stop();
     await this.#pool.end();
   }
 
@@ -187,7 +187,7 @@ export class MaintenanceJobs {
 
   async #prune(client: pg.ClientBase, counts: Record<Count, number>, failed: string[]): Promise<void> {
     const deadline = performance.now() + Math.max(this.#intervalMs, MIN_PRUNE_BUDGET_MS);
-    const shouldStop = () => this.#stopping || performance.now() > deadline;
+    const shouldStop = () => this.#task.stopping || performance.now() > deadline;
     for (const job of this.#pruneJobs) {
       if (job.ageMs === null || shouldStop()) continue;
       try {
@@ -222,20 +222,5 @@ export class MaintenanceJobs {
         this.#logger.error({ err: error, job: job.name }, 'maintenance job failed');
       }
     }
-  }
-
-  #tick(delay: number): void {
-    if (this.#stopping) return;
-    this.#timer = setTimeout(() => {
-      this.#running = this.runOnce()
-        .catch((error: unknown) => {
-          this.#logger.warn({ err: error }, 'maintenance could not run');
-          return undefined;
-        })
-        .finally(() => {
-          this.#running = undefined;
-          this.#tick(this.#intervalMs);
-        });
-    }, delay);
   }
 }

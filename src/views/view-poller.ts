@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
+import { PeriodicTask } from '../periodic-task.js';
 
 /** What one poll of one view did (workflow.poll_view's answer, with the view named). */
 export interface ViewPollResult {
@@ -131,23 +132,24 @@ export interface ViewPollerStats {
 export class ViewPoller {
   readonly #logger: Logger;
   readonly #pool: pg.Pool;
-  readonly #tickMs: number;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
-  #stopping = false;
+  readonly #task: PeriodicTask;
   #polls = 0;
   #eventsWritten = 0;
   #failed = 0;
 
   constructor(options: ViewPollerOptions) {
     this.#logger = options.logger.child({ component: 'view-poller' });
-    this.#tickMs = options.tickMs ?? 1_000;
     this.#pool = createPool({
       databaseUrl: options.databaseUrl,
       max: 1,
       applicationName: 'rulebook-view-poller',
       logger: this.#logger,
     });
+    this.#task = new PeriodicTask(
+      () => this.pollOnce(),
+      options.tickMs ?? 1_000,
+      (error) => this.#logger.warn({ err: error }, 'views could not be polled'),
+    );
   }
 
   get stats(): ViewPollerStats {
@@ -155,15 +157,11 @@ export class ViewPoller {
   }
 
   start(): void {
-    this.#stopping = false;
-    this.#tick(0);
+    this.#task.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    await this.#task.stop();
     await this.#pool.end();
   }
 
@@ -176,20 +174,5 @@ export class ViewPoller {
       this.#eventsWritten += result.fired ?? 0;
     }
     return results;
-  }
-
-  #tick(delay: number): void {
-    if (this.#stopping) return;
-    this.#timer = setTimeout(() => {
-      this.#running = this.pollOnce()
-        .then(() => undefined)
-        .catch((error: unknown) => {
-          this.#logger.warn({ err: error }, 'views could not be polled');
-        })
-        .finally(() => {
-          this.#running = undefined;
-          this.#tick(this.#tickMs);
-        });
-    }, delay);
   }
 }
