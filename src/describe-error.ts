@@ -1,4 +1,4 @@
-import { sqlState } from './admin/errors.js';
+import { sqlState } from './sql-state.js';
 
 interface NetworkError {
   code?: string;

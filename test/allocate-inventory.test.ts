@@ -5,7 +5,7 @@ import type { Engine } from '../src/engine/engine.js';
 import { EventExecutor } from '../src/engine/executor.js';
 import { EngineMetrics } from '../src/engine/metrics.js';
 import { RuleSet } from '../src/engine/rule-cache.js';
-import type { CapturedEvent } from '../src/engine/types.js';
+import type { CapturedEvent } from '../src/model/types.js';
 import { createLogger } from '../src/logger.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';

@@ -11,7 +11,7 @@ import {
 import { isIntegralDecimal, toNumber } from './allocation/quantity.js';
 import { readRequest, type RequestLine } from './allocation/request.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
-import { triggeringRowKey } from '../engine/types.js';
+import { triggeringRowKey } from '../model/types.js';
 
 /**
  * Every allocation takes this one transaction-level advisory lock before it locks inventory rows

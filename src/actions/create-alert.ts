@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { isUuid } from '../is-uuid.js';
 import { ConfigReader } from './config-reader.js';
-import type { BatchedWriteKind } from '../engine/write-batch.js';
+import type { BatchedWriteKind } from '../db/write-batch.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
-import { triggeringRowKey } from '../engine/types.js';
+import { triggeringRowKey } from '../model/types.js';
+import { sqlState } from '../sql-state.js';
 
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 
@@ -117,8 +118,7 @@ async function runCreateAlert(
     return (await client.query<CreateAlertRow>({ ...statement, values })).rows;
   } catch (error) {
     // Class 22 here can only be expires_in, the one value the statement parses.
-    const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('22') && expiresIn !== null) {
+    if (sqlState(error)?.startsWith('22') && expiresIn !== null) {
       throw new ActionError(
         `create_alert: config.expires_in ${JSON.stringify(expiresIn)} is not an interval (${(error as Error).message})`,
       );

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ActionError } from '../actions/types.js';
+import { ActionError } from './types.js';
 
 /** A core.users row that a notification goes to. */
 export interface Person {

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { ActionError } from './types.js';
+import { sqlState } from '../sql-state.js';
 
 /** One column as the catalog describes it. */
 export interface ColumnInfo {
@@ -88,7 +89,7 @@ export async function describeRelation(
     oid = rows[0]?.oid ?? null;
   } catch (error) {
     // invalid_name, syntax_error (improper qualified name), feature_not_supported (a.b.c.d).
-    const code = (error as { code?: unknown }).code;
+    const code = sqlState(error);
     if (code === '42602' || code === '42601' || code === '0A000') return undefined;
     throw error;
   }

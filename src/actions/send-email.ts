@@ -1,5 +1,5 @@
 import { enqueueNotification, type NewDelivery } from '../delivery/enqueue.js';
-import { describePerson, resolveReferences, type RecipientReference } from '../delivery/recipients.js';
+import { describePerson, resolveReferences, type RecipientReference } from './recipients.js';
 import type { EmailPayload } from '../delivery/types.js';
 import { emailRecipientId } from '../delivery/uuid-v5.js';
 import { isUuid } from '../is-uuid.js';

@@ -1,10 +1,5 @@
 import { enqueueNotification, type NewDelivery } from '../delivery/enqueue.js';
-import {
-  describePerson,
-  resolveReferences,
-  type Person,
-  type RecipientReference,
-} from '../delivery/recipients.js';
+import { describePerson, resolveReferences, type Person, type RecipientReference } from './recipients.js';
 import {
   NOTIFICATION_CHANNELS,
   type NotificationChannel,

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../engine/types.js';
-import type { WriteBatch } from '../engine/write-batch.js';
+import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../model/types.js';
+import type { WriteBatch } from '../db/write-batch.js';
 
 /**
  * What an action sees while it runs: it runs inside the event's transaction, and if it fails, its

@@ -8,7 +8,8 @@ import {
   type RelationInfo,
 } from './relation-catalog.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
-import { triggeringRowKey } from '../engine/types.js';
+import { triggeringRowKey } from '../model/types.js';
+import { sqlState } from '../sql-state.js';
 
 const ACTION = 'update_field';
 
@@ -203,8 +204,8 @@ export const updateField: ActionHandler = {
     } catch (error) {
       // Data exceptions (a value that is not of the column's type) and constraint violations are
       // about this action's input; anything else (a lost connection) propagates as it is.
-      const code = (error as { code?: unknown }).code;
-      if (typeof code === 'string' && /^(22|23)/.test(code)) {
+      const code = sqlState(error);
+      if (code !== undefined && /^(22|23)/.test(code)) {
         throw new ActionError(
           `${ACTION}: could not set ${entity}.${field} to ${JSON.stringify(value)}: ${(error as Error).message}`,
           { sqlstate: code },

@@ -4,6 +4,7 @@ import { urlRecipientId } from '../delivery/uuid-v5.js';
 import { renderUrlTemplate } from '../templating/render-url.js';
 import { ConfigReader } from './config-reader.js';
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
+import { errorText } from '../error-text.js';
 
 const TYPE = 'webhook';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -51,7 +52,7 @@ function webhookUrl(context: ActionContext, config: ConfigReader): string {
   try {
     rendered = renderUrlTemplate(source, context.templateContext).trim();
   } catch (error) {
-    throw new ActionError(`${TYPE}: config.url: ${error instanceof Error ? error.message : String(error)}`);
+    throw new ActionError(`${TYPE}: config.url: ${errorText(error)}`);
   }
   let url: URL;
   try {

@@ -1,3 +1,5 @@
+import { sqlState } from '../sql-state.js';
+
 /** A problem an operator can fix: a missing user or role, a duplicate, an unmigrated database. */
 export class AdminError extends Error {
   override name = 'AdminError';
@@ -6,12 +8,6 @@ export class AdminError extends Error {
 /** Postgres SQLSTATE codes the admin commands turn into plain messages. */
 const UNDEFINED_TABLE = '42P01';
 const UNIQUE_VIOLATION = '23505';
-
-export function sqlState(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
-    ? error.code
-    : undefined;
-}
 
 /** Rethrows database errors that mean "run the migrations" or "already there" as AdminErrors. */
 export function explainDatabaseError(error: unknown, duplicate?: string): never {

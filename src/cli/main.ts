@@ -7,6 +7,7 @@ import { COMMANDS } from './commands.js';
 import { ExitError, UsageError, type Command, type OptionValues } from './command.js';
 import { commandHelp, overallHelp, usageLines } from './help.js';
 import { createOutput, type OutputStreams } from './output.js';
+import { errorText } from '../error-text.js';
 
 /** The words that select several subcommands (`token` for `token create`, `token list`, ...). */
 function groupOf(word: string): Command[] {
@@ -83,7 +84,7 @@ export function parseCommandArgs(
 
 function argumentError(command: Command, error: unknown): UsageError {
   const code = (error as { code?: string }).code;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorText(error);
   const option = /'(-[^' ]+)/.exec(message)?.[1];
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) {
     return new UsageError(`${command.name} does not know ${option}`);

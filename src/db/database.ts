@@ -1,6 +1,5 @@
 import pg from 'pg';
-import { sqlState } from '../admin/errors.js';
-import type { Config } from '../config.js';
+import { sqlState } from '../sql-state.js';
 import { startEmbeddedServer, type EmbeddedServer } from './embedded-server.js';
 
 export interface Database {
@@ -14,12 +13,23 @@ export interface Database {
 
 const EMBEDDED_DATABASE = 'rulebook';
 
+/** The part of the configuration that says where the database is (the configuration is one). */
+export interface DatabaseLocation {
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly embeddedPort: number;
+  readonly embeddedSystemDir: string;
+}
+
 /**
  * The database rulebook works in: DATABASE_URL when set, otherwise the `rulebook` database of the
  * embedded PostgreSQL of the configured data directory, which is used when a rulebook process runs
  * it already and started otherwise.
  */
-export async function openDatabase(config: Config, onLog?: (message: string) => void): Promise<Database> {
+export async function openDatabase(
+  config: DatabaseLocation,
+  onLog?: (message: string) => void,
+): Promise<Database> {
   if (config.databaseUrl) {
     return { url: config.databaseUrl, embedded: false, close: async () => {} };
   }

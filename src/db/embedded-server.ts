@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { sqlState } from '../admin/errors.js';
+import { sqlState } from '../sql-state.js';
 import { ServerClients, processAlive, withDataDirLock } from './data-dir-lock.js';
 import { EmbeddedServerError } from './embedded-server-error.js';
 import {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { EmbeddedServerError } from './embedded-server-error.js';
+import { errorText } from '../error-text.js';
 
 /** The account PostgreSQL runs as when rulebook runs as root (PostgreSQL refuses to run as root). */
 export interface ServerAccount {
@@ -176,6 +177,6 @@ function createEnterable(dir: string): void {
 }
 
 export function firstLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = errorText(error);
   return text.trim().split('\n')[0] ?? '';
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../logger.js';
+import { errorText } from '../error-text.js';
 
 /**
  * Errors that mean "the server is not there yet", as when docker-compose starts rulebook and
@@ -62,7 +63,7 @@ export function isNotUpYet(error: unknown): boolean {
 
 function reasonOf(error: unknown): string {
   const code = codeOf(error);
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorText(error);
   return code !== undefined && !message.includes(code)
     ? `${code}: ${message}`
     : message || (code ?? 'unknown');

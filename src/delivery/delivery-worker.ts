@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
-import { NotificationListener } from '../engine/notification-listener.js';
+import { NotificationListener } from '../db/notification-listener.js';
 import type { Logger } from '../logger.js';
 import { EmailSender } from './email-sender.js';
 import { DELIVERY_CHANNEL } from './enqueue.js';
 import { HttpProviderSender } from './http-provider-sender.js';
 import {
-  errorText,
   type ChannelSender,
   type ClaimedDelivery,
   type DeliveryOutcome,
@@ -16,6 +15,7 @@ import {
 import { WebhookSender } from './webhook-sender.js';
 import { DestinationGuard, WebhookAllowList } from './destination-guard.js';
 import { createPool } from '../db/pool.js';
+import { errorText } from '../error-text.js';
 
 export interface DeliveryWorkerOptions {
   readonly databaseUrl: string;

@@ -1,6 +1,6 @@
 import nodemailer, { type SendMailOptions, type SMTPSentMessageInfo, type Transporter } from 'nodemailer';
 import type { ChannelSender, ClaimedDelivery, DeliveryOutcome, ProviderResponse } from './types.js';
-import { errorText } from './types.js';
+import { errorText } from '../error-text.js';
 
 export interface EmailSenderOptions {
   /** smtp:// or smtps:// URL, with credentials if the server wants them; without one e-mail fails. */

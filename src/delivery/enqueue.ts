@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { ActionContext } from '../actions/types.js';
-import type { BatchedWriteKind } from '../engine/write-batch.js';
+import type pg from 'pg';
+import type { BatchedWriteKind, WriteBatch } from '../db/write-batch.js';
 import type { DeliveryChannel, DeliveryPayload } from './types.js';
 
 /** The NOTIFY channel that wakes delivery workers. */
@@ -78,12 +78,24 @@ select i.ord, (select n from notified) as notified from items i`,
 };
 
 /**
+ * What enqueueing needs to know of the action that sends: its transaction, the execution and the
+ * rule and action the deliveries are recorded against (an action's context is one).
+ */
+export interface EnqueueContext {
+  readonly client: pg.ClientBase;
+  readonly executionId: string;
+  readonly rule: { readonly id: string };
+  readonly action: { readonly id: string };
+  readonly batch?: WriteBatch | undefined;
+}
+
+/**
  * Writes a notification's payload and its delivery rows in the action's transaction; the delivery
  * worker sends them once it commits. When the engine batches the action's writes, they are handed
  * over and sent with the batch's other notifications.
  */
 export async function enqueueNotification(
-  context: ActionContext,
+  context: EnqueueContext,
   payload: DeliveryPayload,
   deliveries: readonly NewDelivery[],
 ): Promise<QueuedNotification> {

@@ -87,7 +87,3 @@ export interface ChannelSender {
   send(delivery: ClaimedDelivery, signal: AbortSignal): Promise<DeliveryOutcome>;
   close?(): Promise<void>;
 }
-
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

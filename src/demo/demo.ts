@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { createToken } from '../admin/tokens.js';
-import { AdminError, sqlState } from '../admin/errors.js';
+import { AdminError } from '../admin/errors.js';
+import { sqlState } from '../sql-state.js';
 import { DEMO_DBA, DEMO_ROLE, DEMO_RULES, DEMO_SCHEMAS, DEMO_SQL, DEMO_STAFF } from './demo-sql.js';
 
 /** Serialises concurrent `rulebook demo` runs on one database, so that two never load it twice. */

@@ -15,13 +15,15 @@ import {
 import { ClaimWindow } from './claim-window.js';
 import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
-import { NotificationListener } from './notification-listener.js';
+import { NotificationListener } from '../db/notification-listener.js';
 import { RuleSet } from './rule-cache.js';
-import type { CapturedEvent } from './types.js';
-import { WakeSignal } from './wake-signal.js';
+import type { CapturedEvent } from '../model/types.js';
+import { WakeSignal } from '../wake-signal.js';
 import { createPool } from '../db/pool.js';
 import { assertDaemonRole } from './daemon-role.js';
 import { tooDeep, tooDeepMessage } from '../json-depth.js';
+import { sqlState } from '../sql-state.js';
+import { errorText } from '../error-text.js';
 
 export interface EngineOptions {
   readonly databaseUrl: string;
@@ -418,7 +420,7 @@ export class Engine {
       const event = events[0];
       if (!event || !isEventError(error)) throw error;
       await client.query('begin');
-      const state = await failEvent(client, event.id, errorMessage(error), this.#options.maxAttempts);
+      const state = await failEvent(client, event.id, errorText(error), this.#options.maxAttempts);
       await client.query('commit');
       this.metrics.eventsFailed.inc(state);
       this.#logger.error({ err: error, eventId: event.id, state }, 'event failed');
@@ -434,17 +436,13 @@ function poisonIn(event: CapturedEvent): string | undefined {
   );
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Errors that belong to one event (bad data, a constraint, a bug hit by that event) as opposed to
  * the connection or server going away, which must not count against the event.
  */
 function isEventError(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  if (typeof code !== 'string')
+  const code = sqlState(error);
+  if (code === undefined)
     return !(error instanceof Error && /connection|terminat|ECONN/i.test(error.message));
   // Class 08: connection exceptions; 57: operator intervention (shutdown); 53: resources.
   return !/^(08|57|53)/.test(code);

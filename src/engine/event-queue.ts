@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { CapturedEvent } from './types.js';
+import type { CapturedEvent } from '../model/types.js';
 
 // One statement: reads the head of the ready queue (locked or not), drops the events of rows whose
 // earlier event waits for a retry, locks consecutive events of each row there (skipping events

@@ -9,9 +9,10 @@ import { compileTemplate, renderDeep } from '../templating/render.js';
 import type { ExecutionRecord } from './event-queue.js';
 import { orderByDependencies } from './rule-order.js';
 import type { RuleSet } from './rule-cache.js';
-import type { ActionDefinition, CapturedEvent, RuleDefinition } from './types.js';
+import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../model/types.js';
 import type { EngineMetrics } from './metrics.js';
-import { WriteBatch } from './write-batch.js';
+import { WriteBatch } from '../db/write-batch.js';
+import { errorText } from '../error-text.js';
 
 export interface ExecutorOptions {
   readonly actions: ActionRegistry;
@@ -54,10 +55,6 @@ function triggerData(event: CapturedEvent, rule: RuleDefinition): Record<string,
     depth: event.depth,
     captured_at: event.createdAt,
   };
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

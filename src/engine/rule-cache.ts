@@ -4,7 +4,7 @@ import { compileConditions } from '../conditions/match.js';
 import { inTransaction } from '../db/transaction.js';
 import { tooDeep, tooDeepMessage } from '../json-depth.js';
 import { isPlainObject, mergeConfig } from './merge-config.js';
-import type { ActionDefinition, CapturedEvent, EntityDefinition, RuleDefinition } from './types.js';
+import type { ActionDefinition, CapturedEvent, EntityDefinition, RuleDefinition } from '../model/types.js';
 
 const LOAD_RULES = `
 select r.id, r.name, r.trigger_conditions, t.name as trigger_type,

@@ -1,4 +1,4 @@
-import type { RuleDefinition } from './types.js';
+import type { RuleDefinition } from '../model/types.js';
 
 /**
  * Orders the rules that matched one event so that every rule comes after the matched rules it

@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type pg from 'pg';
 import { ALERT_COLUMNS, LATEST_ACKNOWLEDGMENT, visibleTo, type StaffAlert } from '../alerts/staff-alerts.js';
-import { NotificationListener } from '../engine/notification-listener.js';
+import { NotificationListener } from '../db/notification-listener.js';
 import type { Logger } from '../logger.js';
 import type { Authenticator, Caller } from './auth.js';
 import { HttpError } from './respond.js';

@@ -1,4 +1,5 @@
-import { AdminError, explainDatabaseError, sqlState } from '../admin/errors.js';
+import { AdminError, explainDatabaseError } from '../admin/errors.js';
+import { sqlState } from '../sql-state.js';
 import type { Queryable } from '../db/transaction.js';
 
 export interface EventSummary {

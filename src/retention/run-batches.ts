@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inTransaction, type Queryable } from '../db/transaction.js';
 import type { BatchStep } from './batches.js';
+import { sqlState } from '../sql-state.js';
 
 export interface BatchRunOptions {
   /** Rows per batch; each batch is one short transaction. */
@@ -51,7 +52,7 @@ export async function runBatches(
         return step(client, ageMs, cursor, batchSize);
       });
     } catch (error) {
-      const code = (error as { code?: string }).code;
+      const code = sqlState(error);
       if (code === undefined || !RETRYABLE.has(code) || ++conflicts >= MAX_CONFLICTS) throw error;
       // Someone holds a row this batch wanted: let them finish first.
       await sleep(50 * conflicts);

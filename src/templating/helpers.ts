@@ -2,6 +2,7 @@ import Handlebars from 'handlebars';
 import { compareValues, valuesEqual } from '../conditions/compare.js';
 import { parseNumericText } from '../conditions/numeric.js';
 import { formatDate } from './date-format.js';
+import { errorText } from '../error-text.js';
 
 type TemplateEnvironment = typeof Handlebars;
 
@@ -96,7 +97,7 @@ function currency(amount: unknown, code: unknown, locale: unknown): string {
       if (problem !== undefined) throw new Error(problem);
       format = new Intl.NumberFormat(localeName, { style: 'currency', currency: currencyCode });
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorText(error);
       throw new Error(
         `currency: cannot format with currency "${currencyCode}" and locale "${localeName}": ${reason}`,
         {

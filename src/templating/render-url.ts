@@ -1,5 +1,6 @@
 import Handlebars from 'handlebars';
 import { createTemplateEnvironment } from './helpers.js';
+import { errorText } from '../error-text.js';
 
 /*
  * URL templates: every value a `{{…}}` puts into a URL is percent-encoded as a URI component, so
@@ -92,7 +93,7 @@ export function renderUrlTemplate(source: string, context: object): string {
       encodeMustaches(ast);
       template = environment.compile(ast, { noEscape: true, strict: false });
     } catch (error) {
-      throw new Error(`URL template ${JSON.stringify(source)} could not be compiled: ${message(error)}`, {
+      throw new Error(`URL template ${JSON.stringify(source)} could not be compiled: ${errorText(error)}`, {
         cause: error,
       });
     }
@@ -106,12 +107,8 @@ export function renderUrlTemplate(source: string, context: object): string {
   try {
     return render(context);
   } catch (error) {
-    throw new Error(`URL template ${JSON.stringify(source)} failed to render: ${message(error)}`, {
+    throw new Error(`URL template ${JSON.stringify(source)} failed to render: ${errorText(error)}`, {
       cause: error,
     });
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

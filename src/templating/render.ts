@@ -1,5 +1,6 @@
 import { MAX_JSON_DEPTH, tooDeepMessage } from '../json-depth.js';
 import { createTemplateEnvironment } from './helpers.js';
+import { errorText } from '../error-text.js';
 
 export interface TemplateOptions {
   /** HTML output escapes interpolated values; plain-text output (emails' text part, SMS, JSON payloads) must not. */
@@ -59,7 +60,7 @@ const EXCERPT_LENGTH = 60;
 
 function templateError(what: string, source: string, cause: unknown): Error {
   const excerpt = source.length > EXCERPT_LENGTH ? `${source.slice(0, EXCERPT_LENGTH)}…` : source;
-  const reason = cause instanceof Error ? cause.message : String(cause);
+  const reason = errorText(cause);
   return new Error(`template ${JSON.stringify(excerpt)} ${what}: ${reason}`, { cause });
 }
 

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { PeriodicTask } from '../periodic-task.js';
+import { sqlState } from '../sql-state.js';
 
 /** What one poll of one view did (workflow.poll_view's answer, with the view named). */
 export interface ViewPollResult {
@@ -82,9 +83,10 @@ async function recordThrown(
   entityName: string,
   error: unknown,
 ): Promise<ViewPollResult> {
-  const { message, code } = error as { message?: string; code?: string };
-  // A server error carries a SQLSTATE; a network error a Node code such as ECONNRESET.
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) throw error;
+  // A server error is recorded; a network error (a Node code such as ECONNRESET) is rethrown.
+  const code = sqlState(error);
+  if (code === undefined) throw error;
+  const { message } = error as { message?: string };
   await pool.query(RECORD_ERROR, [entityId, message ?? String(error)]);
   return { entityId, entityName, status: 'error', message: message ?? String(error), sqlstate: code };
 }

@@ -9,6 +9,7 @@ import {
 } from '../relation-catalog.js';
 import { ActionError } from '../types.js';
 import { ACTION, type AllocationConfig, type InventoryColumns } from './config.js';
+import { sqlState } from '../../sql-state.js';
 
 /** The inventory table with every configured column checked against the catalog. */
 export interface Inventory {
@@ -203,8 +204,7 @@ select to_jsonb(q.product) as product, q.product::text as product_text, q.quanti
       ])
     ).rows;
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('22')) {
+    if (sqlState(error)?.startsWith('22')) {
       throw new ActionError(
         `${ACTION}: a requested product is not a valid ${columns.product.type}: ${(error as Error).message}`,
       );

@@ -2,6 +2,7 @@ import { ActionError, type ActionContext } from '../types.js';
 import { describeRelation, ident, parameterText, requireColumn } from '../relation-catalog.js';
 import { ACTION, type AllocationConfig, type RequestSource } from './config.js';
 import { decimalText, isPositiveDecimal } from './quantity.js';
+import { sqlState } from '../../sql-state.js';
 
 /** One product and the quantity wanted of it (decimal text). */
 export interface RequestLine {
@@ -95,8 +96,7 @@ async function fromLines(
       )
     ).rows;
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('22')) {
+    if (sqlState(error)?.startsWith('22')) {
       throw new ActionError(`${ACTION}: config.request.match: ${(error as Error).message}`);
     }
     throw error;
