@@ -1,5 +1,6 @@
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../logger.js';
+import { backoffMs } from '../backoff.js';
 
 export interface ListenerOptions {
   readonly databaseUrl: string;
@@ -34,7 +35,7 @@ export class NotificationListener {
       { connectionString: this.options.databaseUrl, application_name: 'rulebook-listener' },
       {
         parse: (payload: string) => payload,
-        retryInterval: (attempt: number) => Math.min(100 * 2 ** attempt, 5_000),
+        retryInterval: (attempt: number) => backoffMs(attempt),
         retryTimeout: 60_000,
         paranoidChecking: 10_000,
       },

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../logger.js';
 import { errorText } from '../error-text.js';
+import { backoffMs } from '../backoff.js';
 
 /**
  * Errors that mean "the server is not there yet", as when docker-compose starts rulebook and
@@ -116,7 +117,10 @@ export async function waitForDatabase(databaseUrl: string, options: WaitForDatab
           { cause: error },
         );
       }
-      const delayMs = Math.min(FIRST_DELAY_MS * 2 ** (attempt - 1), MAX_DELAY_MS, deadline - now);
+      const delayMs = Math.min(
+        backoffMs(attempt, { firstMs: FIRST_DELAY_MS, maxMs: MAX_DELAY_MS }),
+        deadline - now,
+      );
       options.logger.warn(
         {
           database: target,

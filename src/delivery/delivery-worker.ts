@@ -16,6 +16,7 @@ import { WebhookSender } from './webhook-sender.js';
 import { DestinationGuard, WebhookAllowList } from './destination-guard.js';
 import { createPool } from '../db/pool.js';
 import { errorText } from '../error-text.js';
+import { backoffMs } from '../backoff.js';
 
 export interface DeliveryWorkerOptions {
   readonly databaseUrl: string;
@@ -406,7 +407,7 @@ export class DeliveryWorker {
           failures = 0;
         } catch (error) {
           failures++;
-          const delay = Math.min(100 * 2 ** failures, 5_000);
+          const delay = backoffMs(failures);
           this.#logger.error({ err: error, retryInMs: delay }, 'could not claim deliveries; retrying');
           await this.#sleep(delay);
           continue;

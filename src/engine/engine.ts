@@ -24,6 +24,7 @@ import { assertDaemonRole } from './daemon-role.js';
 import { tooDeep, tooDeepMessage } from '../json-depth.js';
 import { sqlState } from '../sql-state.js';
 import { errorText } from '../error-text.js';
+import { backoffMs } from '../backoff.js';
 
 export interface EngineOptions {
   readonly databaseUrl: string;
@@ -292,7 +293,7 @@ export class Engine {
         }
       } catch (error) {
         failures++;
-        const delay = Math.min(100 * 2 ** failures, 5_000);
+        const delay = backoffMs(failures);
         this.#logger.error({ err: error, worker, retryInMs: delay }, 'claim loop failed; retrying');
         client?.off('error', onConnectionError);
         client?.release(error as Error);
