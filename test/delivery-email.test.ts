@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { claimDeliveries, type DeliveryWorker } from '../src/delivery/delivery-worker.js';
+import { claimDeliveries } from '../src/delivery/delivery-queue.js';
+import type { DeliveryWorker } from '../src/delivery/delivery-worker.js';
 import { EmailSender } from '../src/delivery/email-sender.js';
 import { emailRecipientId, URL_NAMESPACE, uuidV5 } from '../src/delivery/uuid-v5.js';
 import type { Engine } from '../src/engine/engine.js';

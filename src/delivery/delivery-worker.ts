@@ -4,14 +4,17 @@ import type pg from 'pg';
 import { NotificationListener } from '../db/notification-listener.js';
 import type { Logger } from '../logger.js';
 import { EmailSender } from './email-sender.js';
+import {
+  claimDeliveries,
+  expireDeliveries,
+  nextDueMs,
+  readActionSecret,
+  recordOutcome,
+  renewLease,
+} from './delivery-queue.js';
 import { DELIVERY_CHANNEL } from './enqueue.js';
 import { HttpProviderSender } from './http-provider-sender.js';
-import {
-  type ChannelSender,
-  type ClaimedDelivery,
-  type DeliveryOutcome,
-  type DeliveryPayload,
-} from './types.js';
+import type { ChannelSender, ClaimedDelivery, DeliveryOutcome } from './types.js';
 import { WebhookSender } from './webhook-sender.js';
 import { DestinationGuard, WebhookAllowList } from './destination-guard.js';
 import { createPool } from '../db/pool.js';
@@ -64,158 +67,6 @@ export interface DeliveryWorkerOptions {
 type OptionalOptions = 'smtpUrl' | 'smsProviderUrl' | 'pushProviderUrl' | 'webhookSecret' | 'webhookAllow';
 type ResolvedOptions = Required<Omit<DeliveryWorkerOptions, OptionalOptions>> &
   Pick<DeliveryWorkerOptions, OptionalOptions>;
-
-export interface ClaimOptions {
-  readonly limit: number;
-  readonly maxAttempts: number;
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
-  readonly leaseMs: number;
-  readonly workerId: string;
-}
-
-const DUE = `workflow.delivery_due_at(d.status, d.attempts, d.updated_date, d.provider_response, $3, $4) <= now()`;
-
-// Claim and mark in flight in one statement (one short transaction): status retrying, the attempt
-// counted, and a lease in provider_response.not_before that keeps other workers off the row while
-// it is being sent, and lets them take it over if this worker dies before recording the outcome.
-const CLAIM = `
-with due as (
-  select d.id
-    from workflow.notification_deliveries d
-   where d.status in ('pending', 'retrying')
-     and coalesce(d.attempts, 0) < $2
-     and ${DUE}
-   order by d.updated_date, d.id
-   limit $1
-   for update skip locked
-), claimed as (
-  update workflow.notification_deliveries d
-     set status = 'retrying',
-         attempts = coalesce(d.attempts, 0) + 1,
-         provider_response = case when jsonb_typeof(d.provider_response) = 'object' then d.provider_response else '{}' end
-           || jsonb_build_object('not_before', now() + $5 * interval '1 millisecond',
-                                 'claimed_by', $6::text, 'claimed_at', now())
-    from due
-   where d.id = due.id
-  returning d.id, d.notification_id, d.recipient_id, d.channel, d.attempts, d.rule_id, d.action_id,
-            d.automation_execution_id
-)
-select c.id::text, c.notification_id::text, c.recipient_id::text, c.channel, c.attempts,
-       c.rule_id::text, c.action_id::text, c.automation_execution_id::text, p.payload
-  from claimed c
-  left join workflow.notification_payloads p on p.id = c.notification_id`;
-
-// Deliveries that are due but have no attempt left: a worker died while sending the last one, or
-// DELIVERY_MAX_ATTEMPTS was lowered.
-const EXPIRE = `
-update workflow.notification_deliveries d
-   set status = 'failed',
-       failed_at = now(),
-       error_message = case
-         when d.provider_response ? 'claimed_by' then
-           format('attempt %s never reported back (its worker stopped while sending), so its outcome is unknown; '
-                  'no attempts are left (DELIVERY_MAX_ATTEMPTS is %s)', d.attempts, $2::int)
-         else concat_ws('; ', d.error_message, format('no attempts are left (DELIVERY_MAX_ATTEMPTS is %s)', $2::int))
-       end
- where d.status in ('pending', 'retrying')
-   and coalesce(d.attempts, 0) >= $2
-   and workflow.delivery_due_at(d.status, d.attempts, d.updated_date, d.provider_response, $1, $3) <= now()`;
-
-// How long until the next delivery is due, by the database's clock.
-const NEXT_DUE = `
-select extract(epoch from greatest(min(workflow.delivery_due_at(d.status, d.attempts, d.updated_date,
-                                                                  d.provider_response, $1, $2)),
-                                   clock_timestamp()) - clock_timestamp()) * 1000 as ms
-  from workflow.notification_deliveries d
- where d.status in ('pending', 'retrying')`;
-
-// Records an attempt's outcome, unless the row has been claimed again since (a lease that ran out).
-const RECORD = `
-update workflow.notification_deliveries
-   set status = $3::text,
-       sent_at = case when $3::text in ('sent', 'delivered') then now() else sent_at end,
-       delivered_at = case when $3::text = 'delivered' then now() else delivered_at end,
-       failed_at = case when $3::text in ('failed', 'bounced') then now() else failed_at end,
-       error_message = $4::text,
-       provider_response = nullif(coalesce($5::jsonb, '{}')
-         || case when $6::double precision is null then '{}'::jsonb
-                 else jsonb_build_object('not_before', now() + $6 * interval '1 millisecond') end, '{}')
- where id = $1 and attempts = $2 and status = 'retrying'`;
-
-// Pushes the lease of a delivery this worker is still sending; nothing once its outcome is recorded
-// (which drops claimed_by) or another worker has claimed it (which counts another attempt).
-const RENEW = `
-update workflow.notification_deliveries
-   set provider_response = provider_response
-         || jsonb_build_object('not_before', now() + $4 * interval '1 millisecond')
- where id = $1 and attempts = $2 and status = 'retrying' and provider_response ->> 'claimed_by' = $3`;
-
-// A webhook action's own secret, as the action runs with it now (template defaults merged).
-const ACTION_SECRET = `
-select workflow.merge_action_config(t.default_config, a.action_config) ->> 'secret' as secret
-  from workflow.rule_actions a
-  left join workflow.action_templates t on t.id = a.template_id
- where a.id = $1`;
-
-async function readActionSecret(
-  pool: pg.Pool,
-  actionId: string,
-): Promise<{ found: boolean; secret?: string | undefined }> {
-  const { rows } = await pool.query<{ secret: string | null }>(ACTION_SECRET, [actionId]);
-  const row = rows[0];
-  if (!row) return { found: false };
-  return { found: true, secret: row.secret ?? undefined };
-}
-
-interface ClaimRow {
-  id: string;
-  notification_id: string;
-  recipient_id: string;
-  channel: string;
-  attempts: number;
-  rule_id: string | null;
-  action_id: string | null;
-  automation_execution_id: string | null;
-  payload: unknown;
-}
-
-function asPayload(value: unknown): DeliveryPayload | null {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-  const kind = (value as { kind?: unknown }).kind;
-  return kind === 'email' || kind === 'notification' || kind === 'webhook'
-    ? (value as DeliveryPayload)
-    : null;
-}
-
-/**
- * Claims due deliveries and marks them in flight, in one committed statement. Exported so that the
- * claim can be examined on its own; the worker is its only production caller.
- */
-export async function claimDeliveries(
-  client: pg.ClientBase | pg.Pool,
-  options: ClaimOptions,
-): Promise<ClaimedDelivery[]> {
-  const { rows } = await client.query<ClaimRow>(CLAIM, [
-    options.limit,
-    options.maxAttempts,
-    options.retryBaseMs,
-    options.retryMaxMs,
-    options.leaseMs,
-    options.workerId,
-  ]);
-  return rows.map((row) => ({
-    id: row.id,
-    notificationId: row.notification_id,
-    recipientId: row.recipient_id,
-    channel: row.channel,
-    attempts: row.attempts,
-    ruleId: row.rule_id,
-    actionId: row.action_id,
-    automationExecutionId: row.automation_execution_id,
-    payload: asPayload(row.payload),
-  }));
-}
 
 /**
  * Sends what the send_email, send_notification and webhook actions queued in
@@ -429,13 +280,9 @@ export class DeliveryWorker {
   async #idleDelay(): Promise<number> {
     const poll = this.#options.pollIntervalMs;
     try {
-      const { rows } = await this.#pool.query<{ ms: string | number | null }>(NEXT_DUE, [
-        this.#options.retryBaseMs,
-        this.#options.retryMaxMs,
-      ]);
-      const raw = rows[0]?.ms;
-      if (raw === null || raw === undefined) return poll;
-      return Math.min(Math.max(Math.ceil(Number(raw)), 20), poll);
+      const ms = await nextDueMs(this.#pool, this.#options);
+      if (ms === null) return poll;
+      return Math.min(Math.max(Math.ceil(ms), 20), poll);
     } catch (error) {
       this.#logger.warn({ err: error }, 'could not look up the next due delivery');
       return poll;
@@ -443,12 +290,8 @@ export class DeliveryWorker {
   }
 
   async #expire(): Promise<void> {
-    const { rowCount } = await this.#pool.query(EXPIRE, [
-      this.#options.retryBaseMs,
-      this.#options.maxAttempts,
-      this.#options.retryMaxMs,
-    ]);
-    if (rowCount) this.#logger.warn({ deliveries: rowCount }, 'deliveries failed: no attempts left');
+    const expired = await expireDeliveries(this.#pool, this.#options);
+    if (expired) this.#logger.warn({ deliveries: expired }, 'deliveries failed: no attempts left');
   }
 
   async #deliver(delivery: ClaimedDelivery): Promise<void> {
@@ -478,13 +321,7 @@ export class DeliveryWorker {
 
   async #renewLease(delivery: ClaimedDelivery): Promise<void> {
     try {
-      const { rowCount } = await this.#pool.query(RENEW, [
-        delivery.id,
-        delivery.attempts,
-        this.workerId,
-        this.#options.leaseMs,
-      ]);
-      if (rowCount === 0) {
+      if (!(await renewLease(this.#pool, delivery, this.workerId, this.#options.leaseMs))) {
         this.#logger.warn(
           { deliveryId: delivery.id, attempt: delivery.attempts },
           'could not renew the lease of a delivery being sent: another worker has claimed it',
@@ -541,15 +378,13 @@ export class DeliveryWorker {
     };
     for (let attempt = 1; ; attempt++) {
       try {
-        const { rowCount } = await this.#pool.query(RECORD, [
-          delivery.id,
-          delivery.attempts,
+        const recorded = await recordOutcome(this.#pool, delivery, {
           status,
           error,
-          outcome.response === null ? null : JSON.stringify(outcome.response),
+          response: outcome.response,
           retryAfterMs,
-        ]);
-        if (rowCount === 0) {
+        });
+        if (!recorded) {
           this.#logger.warn(
             log,
             'delivery was claimed again before its outcome was recorded (lease ran out)',
