@@ -102,6 +102,7 @@ export async function startDaemon(
       databaseUrl: database.url,
       logger,
       pollIntervalMs: config.engine.pollIntervalMs,
+      ruleSetWatcher: engine.ruleSetWatcher,
       catchUpMs: config.scheduler.catchUpMs,
       clock: options.clock,
     });

@@ -25,6 +25,7 @@ import { tooDeep, tooDeepMessage } from '../json-depth.js';
 import { sqlState } from '../sql-state.js';
 import { errorText } from '../error-text.js';
 import { backoffMs } from '../backoff.js';
+import { RuleSetWatcher } from '../db/rule-set-watcher.js';
 
 export interface EngineOptions {
   readonly databaseUrl: string;
@@ -92,8 +93,9 @@ export class Engine {
   readonly #logger: Logger;
   readonly #pool: pg.Pool;
   readonly #wake = new WakeSignal();
-  readonly #rulesWake = new WakeSignal();
   readonly #listener: NotificationListener;
+  /** Also serves the scheduler of the same daemon (daemon.ts hands it over). */
+  readonly ruleSetWatcher: RuleSetWatcher;
   #rules: RuleSet | undefined;
   #reloading: Promise<RuleSet> | undefined;
   #stopping = false;
@@ -123,15 +125,24 @@ export class Engine {
       options: `-c idle_in_transaction_session_timeout=${this.#options.leaseSeconds * 1000}`,
       logger: this.#logger,
     });
+    this.ruleSetWatcher = new RuleSetWatcher({
+      pool: this.#pool,
+      logger: this.#logger,
+      // NOTIFY rulebook_rules makes it look at once; the poll only catches a lost NOTIFY.
+      pollIntervalMs: this.#options.pollIntervalMs * 5,
+    });
+    this.ruleSetWatcher.subscribe(async (version) => {
+      if (version !== this.#rules?.version) await this.#reloadRules();
+    });
     this.#listener = new NotificationListener({
       databaseUrl: options.databaseUrl,
       channels: ['rulebook_events', 'rulebook_rules'],
       logger: this.#logger,
       onNotification: (channel) =>
-        channel === 'rulebook_rules' ? this.#rulesWake.wake() : this.#wake.wake(),
+        channel === 'rulebook_rules' ? this.ruleSetWatcher.wake() : this.#wake.wake(),
       onConnected: () => {
         this.#wake.wake();
-        this.#rulesWake.wake();
+        this.ruleSetWatcher.wake();
       },
     });
   }
@@ -154,7 +165,8 @@ export class Engine {
     await this.#reloadRules();
     await this.#listener.start();
     this.#running = true;
-    this.#loops = [this.#rulesLoop()];
+    this.ruleSetWatcher.start();
+    this.#loops = [];
     for (let worker = 0; worker < this.#options.concurrency; worker++)
       this.#loops.push(this.#workLoop(worker));
     this.#logger.info(
@@ -171,11 +183,8 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    for (let i = 0; i < this.#options.concurrency + 1; i++) {
-      this.#wake.wake();
-      this.#rulesWake.wake();
-    }
-    const finished = Promise.all(this.#loops);
+    for (let i = 0; i < this.#options.concurrency; i++) this.#wake.wake();
+    const finished = Promise.all([...this.#loops, this.ruleSetWatcher.stop()]);
     const timedOut = await Promise.race([
       finished.then(() => false),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(true), STOP_GRACE_MS).unref()),
@@ -229,21 +238,6 @@ export class Engine {
       current = await this.#reloadRules();
     }
     return current;
-  }
-
-  async #rulesLoop(): Promise<void> {
-    while (!this.#stopping) {
-      await this.#rulesWake.wait(this.#options.pollIntervalMs * 5);
-      if (this.#stopping) break;
-      try {
-        const { rows } = await this.#pool.query<{ version: string }>(
-          'select version from workflow.rule_set_version',
-        );
-        if (rows[0]?.version !== this.#rules?.version) await this.#reloadRules();
-      } catch (error) {
-        this.#logger.warn({ err: error }, 'could not check for rule changes');
-      }
-    }
   }
 
   async #workLoop(worker: number): Promise<void> {

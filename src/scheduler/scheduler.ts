@@ -13,12 +13,18 @@ import {
 } from './row-tick.js';
 import { parseSchedule, type Schedule } from './schedule.js';
 import { createPool } from '../db/pool.js';
+import { RuleSetWatcher } from '../db/rule-set-watcher.js';
 
 export interface SchedulerOptions {
   readonly databaseUrl: string;
   readonly logger: Logger;
   /** How often to look at workflow.rule_set_version for rule changes (the engine's poll interval). */
   readonly pollIntervalMs?: number;
+  /**
+   * The daemon's one watcher of workflow.rule_set_version (the engine's), which the scheduler
+   * subscribes to; without it the scheduler runs its own, polling every pollIntervalMs.
+   */
+  readonly ruleSetWatcher?: RuleSetWatcher;
   /**
    * RULEBOOK_SCHEDULE_CATCHUP: ticks that passed while no daemon ran are run when one starts, once
    * each and in order, if they are at most this old; older ones are recorded as missed.
@@ -145,6 +151,10 @@ export class Scheduler {
   readonly #clock: Clock;
   readonly #batchSize: number;
   readonly #beforeBatchCommit: ((client: pg.ClientBase) => Promise<void>) | undefined;
+  readonly #ruleSetWatcher: RuleSetWatcher;
+  /** Whether the watcher is this scheduler's own, to start and stop with it. */
+  readonly #ownsWatcher: boolean;
+  #unsubscribe: (() => void) | undefined;
   readonly #rules = new Map<string, ActiveRule>();
   #problems: ScheduleProblem[] = [];
   #version: string | undefined;
@@ -171,6 +181,10 @@ export class Scheduler {
       applicationName: 'rulebook-scheduler',
       logger: this.#logger,
     });
+    this.#ownsWatcher = options.ruleSetWatcher === undefined;
+    this.#ruleSetWatcher =
+      options.ruleSetWatcher ??
+      new RuleSetWatcher({ pool: this.#pool, logger: this.#logger, pollIntervalMs: this.#pollIntervalMs });
   }
 
   get running(): boolean {
@@ -205,6 +219,10 @@ export class Scheduler {
       throw error;
     }
     this.#running = true;
+    this.#unsubscribe = this.#ruleSetWatcher.subscribe(async (version) => {
+      if (version !== this.#version && !this.#stopping) await this.#reload();
+    });
+    if (this.#ownsWatcher) this.#ruleSetWatcher.start();
     this.#logger.info({ rules: this.#rules.size }, 'scheduler started');
     this.#loop(0);
   }
@@ -215,6 +233,8 @@ export class Scheduler {
     this.#stopping = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#unsubscribe?.();
+    if (this.#ownsWatcher) await this.#ruleSetWatcher.stop();
     await this.#looping;
     await this.#reloading?.catch(() => {});
     await this.#due;
@@ -265,26 +285,14 @@ export class Scheduler {
     if (this.#stopping) return;
     this.#timer = setTimeout(() => {
       this.#looping = (async () => {
-        await this.#poll();
         await this.#fireDue().catch(() => {});
         void this.#finishRows().catch(() => {});
       })().finally(() => {
         this.#looping = undefined;
-        // Wake at the next whole second (the finest a schedule has), or sooner to look for rule changes.
+        // Wake at the next whole second (the finest a schedule has), or at the poll interval.
         this.#loop(Math.min(this.#pollIntervalMs, 1_005 - (Date.now() % 1_000)));
       });
     }, delay);
-  }
-
-  async #poll(): Promise<void> {
-    try {
-      const { rows } = await this.#pool.query<{ version: string }>(
-        'select version from workflow.rule_set_version',
-      );
-      if (rows[0]?.version !== this.#version) await this.#reload();
-    } catch (error) {
-      this.#logger.warn({ err: error }, 'could not check for rule changes');
-    }
   }
 
   /** Joins a reload under way, or starts one. */
