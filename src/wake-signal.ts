@@ -11,21 +11,22 @@ export class WakeSignal {
     for (const resolve of waiters) resolve();
   }
 
-  wait(timeoutMs: number): Promise<void> {
+  /** Resolves when woken, after `timeoutMs`, or once `until` settles, whichever comes first. */
+  wait(timeoutMs: number, until?: Promise<unknown>): Promise<void> {
     if (this.#pending) {
       this.#pending = false;
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((waiter) => waiter !== done);
-        resolve();
-      }, timeoutMs);
+      // A waiter that left (timeout, `until`) must not stay listed: it would swallow the next wake.
       const done = () => {
         clearTimeout(timer);
+        this.#waiters = this.#waiters.filter((waiter) => waiter !== done);
         resolve();
       };
+      const timer = setTimeout(done, timeoutMs);
       this.#waiters.push(done);
+      void until?.then(done, done);
     });
   }
 }

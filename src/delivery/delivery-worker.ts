@@ -20,6 +20,7 @@ import { DestinationGuard, WebhookAllowList } from './destination-guard.js';
 import { createPool } from '../db/pool.js';
 import { errorText } from '../error-text.js';
 import { backoffMs } from '../backoff.js';
+import { WakeSignal } from '../wake-signal.js';
 
 export interface DeliveryWorkerOptions {
   readonly databaseUrl: string;
@@ -85,8 +86,7 @@ export class DeliveryWorker {
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   #stopping = false;
-  #woken = false;
-  #wakeUp: (() => void) | undefined;
+  readonly #wakeSignal = new WakeSignal();
 
   constructor(options: DeliveryWorkerOptions) {
     this.workerId = options.workerId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -224,25 +224,13 @@ export class DeliveryWorker {
   }
 
   #wake(): void {
-    this.#woken = true;
-    this.#wakeUp?.();
+    this.#wakeSignal.wake();
   }
 
   /** Sleeps until woken, `ms` have passed or `also` settles. */
   async #sleep(ms: number, also?: Promise<unknown>): Promise<void> {
-    if (!this.#woken && !this.#stopping) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#wakeUp = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, ms);
-        this.#wakeUp = done;
-        void also?.then(done, done);
-      });
-    }
-    this.#woken = false;
+    if (this.#stopping) return;
+    await this.#wakeSignal.wait(ms, also);
   }
 
   async #run(): Promise<void> {
