@@ -18,7 +18,10 @@ import { RuleSetWatcher } from '../db/rule-set-watcher.js';
 export interface SchedulerOptions {
   readonly databaseUrl: string;
   readonly logger: Logger;
-  /** How often to look at workflow.rule_set_version for rule changes (the engine's poll interval). */
+  /**
+   * The engine's poll interval: how often the scheduler's own watcher (without ruleSetWatcher)
+   * looks at workflow.rule_set_version, and the longest it sleeps between looks for due ticks.
+   */
   readonly pollIntervalMs?: number;
   /**
    * The daemon's one watcher of workflow.rule_set_version (the engine's), which the scheduler
