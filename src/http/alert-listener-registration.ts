@@ -19,11 +19,16 @@ const UNREGISTER = {
   name: 'rulebook.unregister_alert_listener',
   text: 'delete from workflow.alert_listeners where listener = $1',
 };
-// Every transaction holds a lock on its own virtual transaction id from its start to its end.
+// Every transaction holds a lock on its own virtual transaction id from its start to its end. Only
+// this database's: alerts are written here, and other databases' transactions are none of its
+// business (a busy neighbour would hold up every first stream).
 const IN_FLIGHT = {
   name: 'rulebook.transactions_in_flight',
-  text: `select coalesce(array_agg(virtualxid), '{}') as ids from pg_catalog.pg_locks
-          where locktype = 'virtualxid' and pid <> pg_catalog.pg_backend_pid()`,
+  text: `select coalesce(array_agg(l.virtualxid), '{}') as ids
+           from pg_catalog.pg_locks l
+           join pg_catalog.pg_stat_get_activity(null) a on a.pid = l.pid
+          where l.locktype = 'virtualxid' and l.pid <> pg_catalog.pg_backend_pid()
+            and a.datid = (select oid from pg_catalog.pg_database where datname = current_database())`,
 };
 const STILL_RUNNING = {
   name: 'rulebook.transactions_still_running',
