@@ -1,6 +1,6 @@
--- Three things, each described where it is made: the alert stream registry (alert NOTIFYs only
--- while a stream listens), the action types daemons record (for `rules validate`), and the re-check of
--- view registrations (for `rules validate`).
+-- Four things, each described where it is made: the alert stream registry (alert NOTIFYs only
+-- while a stream listens), the action types daemons record (for `rules validate`), the re-check of
+-- view registrations (for `rules validate`), and no vacuum truncation of the event queue.
 
 -- Alert streams that are listening. create_alert and the staff API NOTIFY rulebook_alerts only while
 -- one is, because every NOTIFY takes the cluster-wide notify queue lock from pre-commit until its
@@ -106,3 +106,10 @@ begin
   end loop;
 end
 $$;
+
+-- The event queue empties and fills again all day; when autovacuum finds its tail pages empty it
+-- truncates them, holding an ACCESS EXCLUSIVE lock on workflow.events that every capturing writer
+-- and the engine queue behind (measured by bench/retention.ts: an application's update waited
+-- 21 ms behind an autovacuum worker; vacuum gives the lock up once it sees a waiter, checking every
+-- 20 ms). The space would be needed again within seconds, so it is kept.
+alter table workflow.events set (vacuum_truncate = false, toast.vacuum_truncate = false);
