@@ -77,6 +77,7 @@ export class AlertStream {
   readonly #registration: AlertListenerRegistration;
   /** Registration changes, one after another. */
   #registering: Promise<void> = Promise.resolve();
+  #retrying = false;
   #closed = false;
 
   constructor(private readonly options: AlertStreamOptions) {
@@ -170,9 +171,9 @@ export class AlertStream {
         },
         onConnected: () => {
           if (!this.#listeningDone) return;
-          this.#broadcast('resync', '{}');
+          // Registered again first, so that the lists the pages reload miss nothing after them.
           this.#registration.forget();
-          void this.#syncRegistration();
+          void this.#syncRegistration().then(() => this.#broadcast('resync', '{}'));
         },
       });
       await this.#listener.start();
@@ -182,8 +183,8 @@ export class AlertStream {
   }
 
   /**
-   * Registers while a stream is open or opening, unregisters otherwise. A failure is logged and
-   * left for the next change to retry: the streams stay open, without live alerts meanwhile.
+   * Registers while a stream is open or opening, unregisters otherwise. A failure is logged; the
+   * streams stay open, without live alerts until a heartbeat registers again (#retryRegistration).
    */
   #syncRegistration(): Promise<void> {
     this.#registering = this.#registering
@@ -217,8 +218,19 @@ export class AlertStream {
     }
   }
 
+  /** Open streams left unregistered by a failure: register, then have their pages reload. */
+  #retryRegistration(): void {
+    if (this.#retrying || this.#registration.registered || this.#clients.size === 0) return;
+    this.#retrying = true;
+    void this.#syncRegistration().then(() => {
+      this.#retrying = false;
+      if (this.#registration.registered) this.#broadcast('resync', '{}');
+    });
+  }
+
   async #heartbeat(client: Client): Promise<void> {
     if (!this.#write(client, ': heartbeat\n\n')) return;
+    this.#retryRegistration();
     const valid = await this.options.auth.stillValid(client.caller.tokenId).catch(() => true);
     if (!valid && this.#clients.has(client)) {
       this.#send(
