@@ -22,7 +22,8 @@ import { formatInt, formatRatio, markdownTable, median } from './support/report.
  * Lock waits are measured two ways: an application writer updates single rows of a registered
  * table at WRITER_RATE a second and records each statement's latency; and a sampler reads pg_locks
  * every SAMPLE_MS for lock requests not granted, keeping the longest wait (now() - waitstart) it
- * sees, with the waiting connection's application_name.
+ * sees, with the waiting connection's application_name, the relation waited for and what holds it
+ * (application_name, or the backend type: "autovacuum worker").
  */
 
 const RULES = 10;
@@ -85,7 +86,10 @@ class LockSampler {
       while (!this.#stopped) {
         const { rows } = await this.client.query<{ ms: number | null; app: string | null }>(
           `select (extract(epoch from clock_timestamp() - l.waitstart) * 1000)::float8 as ms,
-                  format('%s: %s %s', a.application_name, l.locktype, l.mode) as app
+                  format('%s: %s %s%s, behind %s', a.application_name, l.locktype, l.mode,
+                         ' on ' || l.relation::regclass::text,
+                         (select coalesce(string_agg(coalesce(nullif(b.application_name, ''), b.backend_type), ', '), '?')
+                            from pg_stat_activity b where b.pid = any (pg_blocking_pids(l.pid)))) as app
              from pg_locks l left join pg_stat_activity a on a.pid = l.pid
             where not l.granted and l.waitstart is not null
             order by l.waitstart limit 1`,
@@ -376,7 +380,7 @@ Lock waits: an application writer updates single rows of a registered table (ben
 ${WRITER_RATE}/s throughout, and its statement latencies are recorded (on this 2-CPU machine they include CPU queueing,
 not only locks); a sampler reads \`pg_locks\` every ${SAMPLE_MS} ms for requests not granted and keeps the longest
 \`clock_timestamp() - waitstart\` it sees, with the waiter's application_name (a wait that ends between two samples is
-seen up to ${SAMPLE_MS} ms short, or not at all if shorter than that).
+seen up to ${SAMPLE_MS} ms short, or not at all if shorter than that), with the relation waited for and what held it.
 
 ${table}
 

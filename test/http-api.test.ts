@@ -448,7 +448,7 @@ describe('acknowledging and dismissing', () => {
     expect(ackDismissed.body.error).toMatch(/dismissed/);
   });
 
-  it('notifies rulebook_alerts for every change', async () => {
+  it('notifies rulebook_alerts for every change while an alert stream is open, and only then', async () => {
     const id = await insertAlert({ to: toAnn() });
     await db.withClient(async (client) => {
       const heard: string[] = [];
@@ -456,9 +456,20 @@ describe('acknowledging and dismissing', () => {
         if (message.channel === 'rulebook_alerts' && message.payload) heard.push(message.payload);
       });
       await client.query('listen rulebook_alerts');
+      // No stream open: the acknowledgment sends nothing (notifications arrive in commit order, so
+      // the marker sent after it arrives after whatever it sent).
       await call('POST', `/api/alerts/${id}/acknowledge`, { token: ann.token });
-      await call('POST', `/api/alerts/${id}/dismiss`, { token: ann.token });
-      await waitFor('two notifications', () => heard.filter((payload) => payload === id).length === 2);
+      await client.query(`select pg_notify('rulebook_alerts', 'marker')`);
+      await waitFor('the marker', () => heard.includes('marker'));
+      expect(heard).not.toContain(id);
+      const stream = await openSse(`${base}/api/alerts/stream`, { authorization: `Bearer ${ann.token}` });
+      try {
+        await call('POST', `/api/alerts/${id}/dismiss`, { token: ann.token });
+        await waitFor('the notification', () => heard.includes(id));
+        await stream.next((e) => e.event === 'alert' && e.data.includes('"dismissed"'));
+      } finally {
+        stream.close();
+      }
       await client.query('unlisten rulebook_alerts');
       client.removeAllListeners('notification');
     });
@@ -660,7 +671,7 @@ describe('the stream after its database connection drops', () => {
       const [killed] = await db.query<{ count: number }>(
         `select count(pg_terminate_backend(pid))::int as count from pg_stat_activity
           where datname = current_database() and pid <> pg_backend_pid()
-            and application_name = 'rulebook-listener' and query ilike 'listen%rulebook_alerts%'`,
+            and application_name like 'rulebook-alert-stream %' and query ilike 'listen%rulebook_alerts%'`,
       );
       expect(killed!.count).toBe(1);
       await stream.next((e) => e.event === 'resync', 30_000);

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultActions } from '../src/actions/registry.js';
 import { validateRules } from '../src/operations/validate-rules.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { spawnRulebook } from './support/daemon-process.js';
+import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { ensureCliBuilt } from './support/staff.js';
 
@@ -94,5 +96,79 @@ describe('validateRules', () => {
     expect(problems.map((problem) => problem.problem)).toContain(
       'automation rule "big deals": entity "crm.deals" names no existing table or view',
     );
+  });
+
+  it('reports an action whose type no daemon runs, until a daemon that runs it has started', async () => {
+    await db.query(`create table crm.leads (id bigint generated always as identity primary key, stage text)`);
+    const ruleId = await createRule(db, {
+      name: 'new lead',
+      entity: 'crm.leads',
+      trigger: 'on_create',
+      actions: [
+        // Misspelt: create_alert is the type. Written, since a custom handler could have this name.
+        { name: 'typo', config: { action_type: 'create_alerts', title: 't', message: 'm' } },
+        { name: 'custom', config: { action_type: 'crm_sync' } },
+      ],
+    });
+    const actionIds = await db.query<{ id: string; name: string }>(
+      `select id, name from workflow.rule_actions where automation_rules_id = $1 order by execution_order`,
+      [ruleId],
+    );
+    const forLeads = async () =>
+      (await validateRules(db.pool)).filter((problem) => problem.ruleId === ruleId).map((p) => p.problem);
+    const problems = await forLeads();
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toBe(
+      `rule "new lead" (${ruleId}), action #1 "typo" (${actionIds[0]!.id}): unknown action type "create_alerts": ` +
+        'no daemon runs it (known: allocate_inventory, create_alert, send_email, send_notification, update_field, ' +
+        'webhook); a daemon records the types its ActionRegistry runs when it starts',
+    );
+    expect(problems[1]).toMatch(/action #2 "custom" .*unknown action type "crm_sync"/);
+
+    // A daemon whose registry has a crm_sync handler starts (and stops): the custom type is known.
+    const registry = defaultActions();
+    registry.register({ type: 'crm_sync', execute: () => Promise.resolve({}) });
+    const engine = await startEngine(db, { actions: registry });
+    await engine.stop();
+    const [recorded] = await db.query<{ registered_by: string }>(
+      `select registered_by from workflow.action_types where action_type = 'crm_sync'`,
+    );
+    expect(recorded!.registered_by).toBe(engine.daemonId);
+    expect(await forLeads()).toEqual([expect.stringContaining('unknown action type "create_alerts"')]);
+  });
+
+  it('reports the rules of a view whose registration no longer passes its checks', async () => {
+    await db.query(`
+      create table crm.invoices (id bigint primary key, due date);
+      create view crm.overdue as select id, due from crm.invoices where due < current_date;
+      select workflow.register_view('crm.overdue', '{id}', '1 minute');
+    `);
+    const ruleId = await createRule(db, {
+      name: 'overdue invoice',
+      entity: 'crm.overdue',
+      trigger: 'on_create',
+    });
+    const forView = async () =>
+      (await validateRules(db.pool)).filter((problem) => problem.ruleId === ruleId).map((p) => p.problem);
+    expect(await forView()).toEqual([]);
+
+    // Replaced by a view whose key column is no longer unique (one row per reminder).
+    await db.query(`
+      create table crm.reminders (invoice_id bigint, sent date);
+      insert into crm.invoices values (1, '2020-01-01');
+      insert into crm.reminders values (1, '2020-02-01'), (1, '2020-03-01');
+      create or replace view crm.overdue as
+        select i.id, i.due from crm.invoices i join crm.reminders r on r.invoice_id = i.id where i.due < current_date;
+    `);
+    expect(await forView()).toEqual([
+      `rule "overdue invoice" (${ruleId}): workflow.view_entities "overdue": key column(s) id do not identify the rows ` +
+        'of crm.overdue: the key {"id": 1} appears more than once',
+    ]);
+
+    // Replaced by one without the key column.
+    await db.query(`drop view crm.overdue; create view crm.overdue as select due from crm.invoices`);
+    expect(await forView()).toEqual([
+      `rule "overdue invoice" (${ruleId}): workflow.view_entities "overdue": key column(s) id are not columns of crm.overdue`,
+    ]);
   });
 });

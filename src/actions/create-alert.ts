@@ -10,7 +10,9 @@ import { sqlState } from '../sql-state.js';
 const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
 
 // One statement: checks the recipients exist, resolves earlier alerts (when asked), writes the alert
-// and its recipients and wakes open pages. Nothing is written when a recipient is unknown.
+// and its recipients and wakes open pages. Nothing is written when a recipient is unknown. The
+// NOTIFY is sent only while an alert stream listens (sql/000019_alert_listeners.sql): it holds the
+// cluster's notify lock through the commit's WAL flush, on which the engine's commits would queue.
 //
 // It is prepared and planned once per connection, which takes a generic plan that is no dearer than
 // the plans made for each call's values: hence two statements rather than resolve_prior as a
@@ -50,7 +52,8 @@ select (select id from alert) as id,
        (select count(*) from recipients) as recipients,
        (select coalesce(jsonb_agg(jsonb_build_object('type', recipient_type, 'id', recipient_id)), '[]')
           from missing) as missing,
-       (select pg_notify('rulebook_alerts', id::text) from alert) as notified`;
+       (select pg_notify('rulebook_alerts', id::text) from alert where workflow.alert_stream_listening())
+         as notified`;
 }
 
 const CREATE_ALERT = { name: 'rulebook.create_alert', text: createAlertSql(false) };
@@ -91,7 +94,7 @@ with items as (
    order by w.ord
   returning 1
 ), notified as (
-  select count(pg_notify('rulebook_alerts', id::text)) as n from alert
+  select count(pg_notify('rulebook_alerts', id::text)) as n from alert where workflow.alert_stream_listening()
 )
 select i.ord, a.expires_date, exists (select 1 from missing m where m.ord = i.ord) as missing,
        (select n from notified) as notified, (select count(*) from recipients) as recipients

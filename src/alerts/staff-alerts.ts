@@ -260,10 +260,13 @@ async function change<O extends string>(
     const toChange = rows.filter((row) => found.get(row.id) === plan.changed).map((row) => row.id);
     if (toChange.length > 0) {
       await plan.apply(client, toChange);
-      // One notification per alert: open pages and event streams refresh just that alert.
-      await client.query(`select pg_notify('rulebook_alerts', id::text) from unnest($1::uuid[]) as id`, [
-        toChange,
-      ]);
+      // One notification per alert: open pages and event streams refresh just that alert. Sent only
+      // while a stream listens, like create_alert's (sql/000019_alert_listeners.sql).
+      await client.query(
+        `select pg_notify('rulebook_alerts', id::text) from unnest($1::uuid[]) as id
+          where workflow.alert_stream_listening()`,
+        [toChange],
+      );
     }
     const order = 'ids' in target ? target.ids : rows.map((row) => row.id);
     return order.map((id) => ({ id, status: found.get(id) ?? 'not_found' }));

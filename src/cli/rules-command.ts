@@ -76,8 +76,9 @@ export const rulesValidateCommand: Command = {
   usage: '[--json]',
   summary: `re-check every rule and action against today's tables, columns, people and
 templates (after ALTER TABLE); exit 1 when something would fail`,
-  details: `Runs the checks each rule and action passed when it was written, read-only, and prints one
-problem per line naming the rule and the action. Nothing is changed.`,
+  details: `Runs the checks each rule and action passed when it was written, and those of the views rules
+watch, read-only, and prints one problem per line naming the rule and the action. Also reports
+actions whose action_type no daemon has recorded (a misspelt type). Nothing is changed.`,
   options: { json: JSON_OPTION },
   async run({ output, withPool }) {
     const problems = await withPool((pool) => validateRules(pool));

@@ -5,6 +5,8 @@ import { backoffMs } from '../backoff.js';
 export interface ListenerOptions {
   readonly databaseUrl: string;
   readonly channels: readonly string[];
+  /** The connection's application_name; 'rulebook-listener' unless given. */
+  readonly applicationName?: string;
   readonly logger: Logger;
   readonly onNotification: (channel: string, payload: string) => void;
   /** Called after every (re)connection: notifications sent meanwhile are lost, so sweep. */
@@ -32,7 +34,10 @@ export class NotificationListener {
 
   async #connect(): Promise<void> {
     const subscriber = createSubscriber(
-      { connectionString: this.options.databaseUrl, application_name: 'rulebook-listener' },
+      {
+        connectionString: this.options.databaseUrl,
+        application_name: this.options.applicationName ?? 'rulebook-listener',
+      },
       {
         parse: (payload: string) => payload,
         retryInterval: (attempt: number) => backoffMs(attempt),

@@ -2,6 +2,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type pg from 'pg';
+import { recordActionTypes } from '../actions/record-action-types.js';
 import { defaultActions, type ActionRegistry } from '../actions/registry.js';
 import type { Logger } from '../logger.js';
 import {
@@ -162,6 +163,9 @@ export class Engine {
   async start(): Promise<void> {
     this.#stopping = false;
     await assertDaemonRole(this.#pool);
+    await recordActionTypes(this.#pool, this.#options.actions, this.daemonId).catch((error: unknown) =>
+      this.#logger.warn({ err: error }, 'could not record the action types this daemon runs'),
+    );
     await this.#reloadRules();
     await this.#listener.start();
     this.#running = true;

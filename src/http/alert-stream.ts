@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type pg from 'pg';
 import { ALERT_COLUMNS, LATEST_ACKNOWLEDGMENT, visibleTo, type StaffAlert } from '../alerts/staff-alerts.js';
 import { NotificationListener } from '../db/notification-listener.js';
+import { AlertListenerRegistration } from './alert-listener-registration.js';
 import type { Logger } from '../logger.js';
 import type { Authenticator, Caller } from './auth.js';
 import { HttpError } from './respond.js';
@@ -56,7 +57,9 @@ export const DEFAULT_STREAM_LIMITS: AlertStreamLimits = Object.freeze({
  * One LISTEN connection per server, opened with the first stream and reconnecting by itself, hears
  * every alert id that create_alert and the staff API send on rulebook_alerts. For each, one query
  * finds which of the connected people may see the alert, and each of their streams gets
- * `event: alert` with the alert as JSON. A NOTIFY is only a hint: after the listener reconnects,
+ * `event: alert` with the alert as JSON. Writers NOTIFY only while a stream is registered in
+ * workflow.alert_listeners: this one is from its first open stream until its last one closes (or
+ * its listener's connection is gone). A NOTIFY is only a hint: after the listener reconnects,
  * streams get `event: resync`, since whatever was sent meanwhile is lost and the page should
  * reload its list. When the token behind a stream is revoked or expires, the stream gets
  * `event: signed-out` and ends.
@@ -71,11 +74,16 @@ export class AlertStream {
   #listening: Promise<void> | undefined;
   #listeningDone = false;
   #dispatching: Promise<void> = Promise.resolve();
+  readonly #registration: AlertListenerRegistration;
+  /** Registration changes, one after another. */
+  #registering: Promise<void> = Promise.resolve();
+  #retrying = false;
   #closed = false;
 
   constructor(private readonly options: AlertStreamOptions) {
     this.#logger = options.logger.child({ component: 'alert-stream' });
     this.#limits = { ...DEFAULT_STREAM_LIMITS, ...options.limits };
+    this.#registration = new AlertListenerRegistration(options.pool);
   }
 
   register(router: Router): void {
@@ -94,6 +102,7 @@ export class AlertStream {
     this.#closed = true;
     for (const client of this.#clients) this.#drop(client, true);
     await this.#listening?.catch(() => {});
+    await this.#syncRegistration();
     await this.#listener?.stop();
     await this.#dispatching;
   }
@@ -119,11 +128,15 @@ export class AlertStream {
     this.#opening.push(caller);
     try {
       await this.#listen();
+      await this.#syncRegistration();
     } finally {
       this.#opening.splice(this.#opening.indexOf(caller), 1);
     }
-    // The client may have gone while the listener connected.
-    if (response.destroyed) return;
+    // The client may have gone while the listener connected; the last one out unregisters.
+    if (response.destroyed) {
+      void this.#syncRegistration();
+      return;
+    }
     response.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -132,7 +145,10 @@ export class AlertStream {
       'x-content-type-options': 'nosniff',
     });
     const client: Client = { caller, response };
-    if (!this.#write(client, `retry: 3000\n: signed in as ${caller.email ?? caller.userId}\n\n`)) return;
+    if (!this.#write(client, `retry: 3000\n: signed in as ${caller.email ?? caller.userId}\n\n`)) {
+      void this.#syncRegistration();
+      return;
+    }
     client.timer = setInterval(() => void this.#heartbeat(client), this.options.heartbeatMs ?? 15_000);
     this.#clients.add(client);
     request.once('close', () => this.#drop(client));
@@ -144,6 +160,7 @@ export class AlertStream {
       this.#listener = new NotificationListener({
         databaseUrl: this.options.databaseUrl,
         channels: [CHANNEL],
+        applicationName: this.#registration.listenerName,
         logger: this.#logger,
         onNotification: (_channel, payload) => {
           this.#dispatching = this.#dispatching
@@ -153,13 +170,33 @@ export class AlertStream {
             );
         },
         onConnected: () => {
-          if (this.#listeningDone) this.#broadcast('resync', '{}');
+          if (!this.#listeningDone) return;
+          // Registered again first, so that the lists the pages reload miss nothing after them.
+          this.#registration.forget();
+          void this.#syncRegistration().then(() => this.#broadcast('resync', '{}'));
         },
       });
       await this.#listener.start();
       this.#listeningDone = true;
     })();
     return this.#listening;
+  }
+
+  /**
+   * Registers while a stream is open or opening, unregisters otherwise. A failure is logged; the
+   * streams stay open, without live alerts until a heartbeat registers again (#retryRegistration).
+   */
+  #syncRegistration(): Promise<void> {
+    this.#registering = this.#registering
+      .then(() =>
+        this.#registration.set(
+          !this.#closed && this.#listeningDone && this.#clients.size + this.#opening.length > 0,
+        ),
+      )
+      .catch((error: unknown) =>
+        this.#logger.error({ err: error }, 'could not change the alert stream registration'),
+      );
+    return this.#registering;
   }
 
   async #dispatch(alertId: string): Promise<void> {
@@ -181,8 +218,19 @@ export class AlertStream {
     }
   }
 
+  /** Open streams left unregistered by a failure: register, then have their pages reload. */
+  #retryRegistration(): void {
+    if (this.#retrying || this.#registration.registered || this.#clients.size === 0) return;
+    this.#retrying = true;
+    void this.#syncRegistration().then(() => {
+      this.#retrying = false;
+      if (this.#registration.registered) this.#broadcast('resync', '{}');
+    });
+  }
+
   async #heartbeat(client: Client): Promise<void> {
     if (!this.#write(client, ': heartbeat\n\n')) return;
+    this.#retryRegistration();
     const valid = await this.options.auth.stillValid(client.caller.tokenId).catch(() => true);
     if (!valid && this.#clients.has(client)) {
       this.#send(
@@ -231,7 +279,8 @@ export class AlertStream {
 
   #drop(client: Client, end = false): void {
     clearInterval(client.timer);
-    this.#clients.delete(client);
+    const removed = this.#clients.delete(client);
     if (end && !client.response.writableEnded) client.response.end();
+    if (removed && this.#clients.size === 0 && !this.#closed) void this.#syncRegistration();
   }
 }

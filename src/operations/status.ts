@@ -1,5 +1,6 @@
 import { explainDatabaseError } from '../admin/errors.js';
 import type { Queryable } from '../db/transaction.js';
+import { countDeliveries } from './delivery-counts.js';
 import { nextTicks } from '../scheduler/next-ticks.js';
 import { parseSchedule } from '../scheduler/schedule.js';
 
@@ -41,7 +42,10 @@ export interface Status {
   };
   /** Executions of the last hour, by status. */
   readonly executionsLastHour: Readonly<Record<string, number>>;
+  /** Deliveries by status: sent and delivered are estimated in a large table (countDeliveries). */
   readonly deliveries: Readonly<Record<string, number>>;
+  /** The statuses in `deliveries` whose count is an estimate. */
+  readonly deliveriesEstimated: readonly string[];
   readonly daemons: readonly DaemonState[];
   readonly schedules: readonly ScheduledRuleTicks[];
 }
@@ -121,7 +125,8 @@ export async function scheduledRuleTicks(db: Queryable, count = 3): Promise<Sche
 
 /**
  * What the engine, the delivery worker, the daemons and the scheduler are doing: the queue and the
- * counts in one query, then the daemons, then the schedules (three reads, not one snapshot).
+ * counts in one query, then the deliveries, the daemons and the schedules (several reads, not one
+ * snapshot).
  */
 export async function getStatus(db: Queryable): Promise<Status> {
   try {
@@ -133,7 +138,6 @@ export async function getStatus(db: Queryable): Promise<Status> {
       oldest_dead: number | null;
       lag: number | null;
       executions: Record<string, number> | null;
-      deliveries: Record<string, number> | null;
     }>(
       `select now() as at,
               count(*) filter (where e.state = 'pending')::int as pending,
@@ -144,12 +148,11 @@ export async function getStatus(db: Queryable): Promise<Status> {
                 filter (where e.state = 'pending' and (e.run_after is null or e.run_after <= now())))::float8 as lag,
               (select jsonb_object_agg(status, n) from (
                  select status, count(*)::int as n from workflow.automation_executions
-                  where executed_at >= localtimestamp - interval '1 hour' group by status) x) as executions,
-              (select jsonb_object_agg(status, n) from (
-                 select status, count(*)::int as n from workflow.notification_deliveries group by status) d) as deliveries
+                  where executed_at >= localtimestamp - interval '1 hour' group by status) x) as executions
          from workflow.events e`,
     );
     const row = rows[0]!;
+    const deliveries = await countDeliveries(db);
     return {
       at: row.at,
       events: {
@@ -160,7 +163,8 @@ export async function getStatus(db: Queryable): Promise<Status> {
         lagSeconds: row.lag,
       },
       executionsLastHour: row.executions ?? {},
-      deliveries: row.deliveries ?? {},
+      deliveries: deliveries.counts,
+      deliveriesEstimated: deliveries.estimated,
       daemons: await listDaemons(db),
       schedules: await scheduledRuleTicks(db),
     };
