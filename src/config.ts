@@ -71,7 +71,7 @@ export interface RetentionAges {
 /**
  * One environment variable: what `rulebook --help` and docs/configuration.md say about it. The
  * variables, their defaults and these texts are checked against loadConfig by
- * test/configuration-docs.test.ts, which also writes the docs' table (`npm run docs:config`).
+ * test/public-surfaces.test.ts, which also writes the docs' table (`npm run docs:config`).
  */
 export interface Setting {
   readonly name: string;

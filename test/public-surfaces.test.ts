@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import prettier from 'prettier';
 import { describe, expect, it } from 'vitest';
@@ -110,9 +110,16 @@ describe('command options in the docs', () => {
   }
 
   it('use only options the command has, with the value the command names', () => {
-    for (const file of ['README.md', 'docs/cli.md', 'docs/operations.md', 'docs/staff-api.md']) {
+    const files = [
+      'README.md',
+      ...readdirSync(path.join(ROOT, 'docs'))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => `docs/${f}`),
+    ];
+    let found = 0;
+    for (const file of files) {
       const spans = commandSpans(readFileSync(path.join(ROOT, file), 'utf8'));
-      expect(spans.length, file).toBeGreaterThan(0);
+      found += spans.length;
       for (const { text, command } of spans) {
         for (const match of text.matchAll(/--([a-z-]+)(?: (<[^>]+>))?/g)) {
           const [, name, value] = match;
@@ -125,5 +132,18 @@ describe('command options in the docs', () => {
         }
       }
     }
+    expect(found).toBeGreaterThan(20);
+  });
+});
+
+describe('template helpers in docs/rules.md', () => {
+  it('lists every helper rulebook registers, and no other', async () => {
+    const { templateHelperNames } = await import('../src/templating/template-check.js');
+    const markdown = readFileSync(path.join(ROOT, 'docs/rules.md'), 'utf8');
+    const section = markdown.slice(markdown.indexOf('### Template helpers'));
+    const table = tableAt(section, /^\| helper +\| gives +\|$/);
+    const documented = table.rows.flatMap((row) => [...row[0]!.matchAll(/`(\w+)/g)].map((m) => m[1]!));
+    const builtIn = ['blockHelperMissing', 'each', 'helperMissing', 'if', 'log', 'lookup', 'unless', 'with'];
+    expect(documented.sort()).toEqual(templateHelperNames().filter((name) => !builtIn.includes(name)));
   });
 });
