@@ -68,6 +68,214 @@ export interface RetentionAges {
   readonly scheduleTicksMs: number | null;
 }
 
+/**
+ * One environment variable: what `rulebook --help` and docs/configuration.md say about it. The
+ * variables, their defaults and these texts are checked against loadConfig by
+ * test/public-surfaces.test.ts, which also writes the docs' table (`npm run docs:config`).
+ */
+export interface Setting {
+  readonly name: string;
+  /** The default as an operator would write it, or undefined when unset means something else. */
+  readonly default: string | undefined;
+  /** What an unset variable means when there is no default (docs: "embedded", "none"). */
+  readonly unset?: string;
+  /** The short text of `rulebook --help` (the default is added to it). */
+  readonly help: string;
+  /** The meaning column of docs/configuration.md, in Markdown. */
+  readonly doc: string;
+}
+
+/** Every variable loadConfig reads, in the order the help and the docs list them. */
+export const SETTINGS: readonly Setting[] = Object.freeze([
+  {
+    name: 'DATABASE_URL',
+    default: undefined,
+    unset: 'embedded',
+    help: 'the database to use; when unset, the embedded PostgreSQL (above)',
+    doc: 'the database; without it an embedded PostgreSQL runs with data in `RULEBOOK_DATA_DIR`',
+  },
+  {
+    name: 'RULEBOOK_DATA_DIR',
+    default: '.rulebook',
+    help: 'data directory of the embedded PostgreSQL',
+    doc: 'where the embedded PostgreSQL keeps its data',
+  },
+  {
+    name: 'RULEBOOK_SYSTEM_DIR',
+    default: '/var/lib/rulebook',
+    help: 'as root, where the embedded PostgreSQL\'s binaries and clusters go that the "postgres" account cannot reach elsewhere',
+    doc: "as root, where the embedded PostgreSQL's binaries and clusters go when the `postgres` account cannot reach `RULEBOOK_DATA_DIR` ([cli.md](cli.md))",
+  },
+  {
+    name: 'RULEBOOK_EMBEDDED_PG_PORT',
+    default: '54329',
+    help: 'port of the embedded PostgreSQL when rulebook starts it (127.0.0.1 only); a running one is found on its own port',
+    doc: "the embedded PostgreSQL's port (127.0.0.1 only)",
+  },
+  {
+    name: 'RULEBOOK_DB_WAIT_SECONDS',
+    default: '60',
+    help: "how long start waits for DATABASE_URL's server to accept connections; 0 tries once",
+    doc: "how long `rulebook start` waits, with backoff, for `DATABASE_URL`'s server to accept connections (connection errors only; `0` tries once)",
+  },
+  {
+    name: 'PORT',
+    default: '3000',
+    help: 'HTTP port',
+    doc: 'HTTP port',
+  },
+  {
+    name: 'LOG_LEVEL',
+    default: 'info',
+    help: 'fatal, error, warn, info, debug, trace or silent',
+    doc: 'pino level; logs are JSON lines with daemon, event, rule and execution ids (on a terminal, one readable line each with the same fields)',
+  },
+  {
+    name: 'RULEBOOK_CONCURRENCY',
+    default: '2',
+    help: 'claim loops per daemon',
+    doc: 'claim loops per daemon, each on its own connection',
+  },
+  {
+    name: 'RULEBOOK_BATCH_SIZE',
+    default: '100',
+    help: 'events handled per transaction',
+    doc: 'events claimed, handled and completed per transaction',
+  },
+  {
+    name: 'RULEBOOK_POLL_INTERVAL_MS',
+    default: '1000',
+    help: 'how often to look for events without a NOTIFY, and for views due for a poll',
+    doc: 'how often to look for events when no NOTIFY arrives, and for views due for a poll ([views.md](views.md))',
+  },
+  {
+    name: 'RULEBOOK_LEASE_SECONDS',
+    default: '30',
+    help: 'how long a stalled claim holds its events',
+    doc: "how long a stalled daemon's claim may hold its events",
+  },
+  {
+    name: 'RULEBOOK_MAX_ATTEMPTS',
+    default: '5',
+    help: 'failed attempts before an event is dead',
+    doc: 'failed attempts (infrastructure errors) before an event is dead',
+  },
+  {
+    name: 'RULEBOOK_MAX_CHAIN_DEPTH',
+    default: '10',
+    help: 'rule executions that may cause each other in a chain',
+    doc: 'rule executions that may cause each other in a chain',
+  },
+  {
+    name: 'MAINTENANCE_INTERVAL_MS',
+    default: '60000',
+    help: 'how often alerts expire, reservations lapse and old rows are pruned',
+    doc: 'how often a daemon expires alerts, releases expired reservations and prunes old rows ([retention](operations.md#retention))',
+  },
+  {
+    name: 'RULEBOOK_SCHEDULE_CATCHUP',
+    default: '1 hour',
+    help: 'how old a scheduled tick missed while no daemon ran may be and still run; an interval such as "30 minutes" or "PT2H", or 0',
+    doc: 'how old a scheduled tick missed while no daemon ran may be and still run (once, in order) when a daemon starts; older ones are recorded as `missed`. An interval as rules write them (`"30 minutes"`, `"PT2H"`; no months or years), or `0`',
+  },
+  {
+    name: 'RULEBOOK_RETAIN_EXECUTIONS',
+    default: '90d',
+    help: 'how long executions are kept: an age such as 30m, 12h, 90d or 2w, or 0 to keep forever',
+    doc: 'how long `workflow.automation_executions` rows are kept (an age: `30m`, `12h`, `90d`, `2w`; `0` keeps forever)',
+  },
+  {
+    name: 'RULEBOOK_RETAIN_DELIVERIES',
+    default: '90d',
+    help: 'how long sent and delivered deliveries are kept',
+    doc: 'how long `sent` and `delivered` deliveries are kept, with their reads and payloads; `failed` and `bounced` ones are kept until retried or cleaned up',
+  },
+  {
+    name: 'RULEBOOK_RETAIN_ALLOCATIONS',
+    default: '90d',
+    help: 'how long allocations that hold no stock are kept',
+    doc: 'how long allocation results that hold no stock (failed, released or fulfilled) are kept',
+  },
+  {
+    name: 'RULEBOOK_RETAIN_SCHEDULE_TICKS',
+    default: '7d',
+    help: 'how long ticks of scheduled rules are kept; longer than RULEBOOK_SCHEDULE_CATCHUP',
+    doc: "how long ticks of scheduled rules (`workflow.schedule_runs`) are kept, except each rule's newest and those still selecting rows; must be longer than `RULEBOOK_SCHEDULE_CATCHUP`; `0` keeps forever",
+  },
+  {
+    name: 'SMTP_URL',
+    default: undefined,
+    help: 'smtp:// or smtps:// server for e-mail deliveries (unset: e-mail fails)',
+    doc: '`smtp://` or `smtps://` URL (with credentials if needed); without it e-mail fails',
+  },
+  {
+    name: 'SMTP_FROM',
+    default: 'rulebook@localhost',
+    help: 'sender address of e-mail',
+    doc: 'From of every e-mail: an address or `Name <address>`',
+  },
+  {
+    name: 'SMS_PROVIDER_URL',
+    default: undefined,
+    help: 'http(s) endpoint that receives sms deliveries (unset: sms fails)',
+    doc: '`http(s)://` endpoint that `sms` deliveries are POSTed to; without it they fail',
+  },
+  {
+    name: 'PUSH_PROVIDER_URL',
+    default: undefined,
+    help: 'http(s) endpoint that receives push deliveries (unset: push fails)',
+    doc: '`http(s)://` endpoint that `push` deliveries are POSTed to; without it they fail',
+  },
+  {
+    name: 'WEBHOOK_SECRET',
+    default: undefined,
+    help: 'default HMAC-SHA256 secret for webhooks and provider requests',
+    doc: 'signs webhooks that have no `secret` of their own, and SMS and push requests',
+  },
+  {
+    name: 'DELIVERY_MAX_ATTEMPTS',
+    default: '5',
+    help: 'attempts before a delivery is failed',
+    doc: 'attempts per delivery before it is `failed`',
+  },
+  {
+    name: 'DELIVERY_POLL_INTERVAL_MS',
+    default: '1000',
+    help: 'how often the delivery worker looks for due deliveries',
+    doc: 'how often the delivery worker looks for due deliveries when no NOTIFY arrives',
+  },
+  {
+    name: 'RULEBOOK_WEBHOOK_ALLOW',
+    default: undefined,
+    help: 'non-public webhook destinations allowed anyway: comma-separated hosts, host:port or CIDR blocks (unset: webhooks reach public addresses only)',
+    doc: 'non-public webhook destinations allowed anyway: comma-separated `host`, `host:port` (`[v6]:port`) or CIDR `addr/bits`; without it loopback, private and link-local addresses are refused after DNS resolution',
+  },
+  {
+    name: 'RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS',
+    default: '300',
+    help: '/healthz answers 503 when the oldest pending event is older',
+    doc: '`/healthz` answers 503 when the oldest pending event is older than this',
+  },
+  {
+    name: 'RULEBOOK_SSE_MAX_STREAMS',
+    default: '1000',
+    help: 'open alert event streams per server; more get 503',
+    doc: 'open alert streams per server; one more gets 503',
+  },
+  {
+    name: 'RULEBOOK_SSE_MAX_STREAMS_PER_USER',
+    default: '20',
+    help: 'open alert event streams per person; more get 429',
+    doc: 'open alert streams per person; one more gets 429',
+  },
+  {
+    name: 'RULEBOOK_HEARTBEAT_INTERVAL_MS',
+    default: '5000',
+    help: 'how often a daemon records itself in workflow.daemons; `rulebook status` shows it as gone after 3 intervals without one',
+    doc: 'how often a daemon records itself in `workflow.daemons`; `rulebook status` shows it as gone after 3 intervals without a heartbeat',
+  },
+] satisfies Setting[]);
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }

@@ -1,61 +1,107 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import prettier from 'prettier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
+/**
+ * docs/schema-contract.json is the schema rulebook promises: the tables of the schema document it
+ * implements, column for column, and the tables it adds beside them. This file holds the live
+ * catalog to it, and docs/schema.md to it (`npm run docs:schema` rewrites that page).
+ */
+
 interface ContractColumn {
-  table: string;
-  column: string;
-  type: string;
-  nullable: boolean;
-  default: string;
+  readonly name: string;
+  /** As format_type() spells it. */
+  readonly type: string;
+  readonly nullable: boolean;
+  /** As pg_get_expr() spells it; null for none. */
+  readonly default: string | null;
+  readonly description: string;
+  /** Every value a CHECK constraint allows, when there is one. */
+  readonly values?: readonly string[];
 }
 
-/** Reads the column tables of docs/schema-contract.md, the schema document rulebook implements. */
-function readContract(): ContractColumn[] {
-  const text = fs.readFileSync(path.join(packageRoot(), 'docs/schema-contract.md'), 'utf8');
-  const columns: ContractColumn[] = [];
-  let table: string | undefined;
-  for (const line of text.split('\n')) {
-    const heading = /^### workflow\.(\w+)/.exec(line);
-    if (heading) table = heading[1];
-    const row = /^\| `(\w+)` \| ([^|]+) \| (YES|NO) \| ([^|]+) \|/.exec(line);
-    if (table && row) {
-      columns.push({
-        table,
-        column: row[1]!,
-        type: row[2]!.trim(),
-        nullable: row[3] === 'YES',
-        default: row[4]!.trim().replace(/^`|`$/g, ''),
-      });
-    }
-  }
-  return columns;
+interface ContractTable {
+  readonly name: string;
+  readonly description: string;
+  readonly columns: readonly ContractColumn[];
+  readonly foreign_keys: readonly {
+    column: string;
+    references: string;
+    on_delete: 'cascade' | 'no action';
+  }[];
+  readonly indexes?: readonly { name: string; columns: readonly string[]; unique: boolean }[];
+  /** Rows every installation has. */
+  readonly rows?: readonly { name: string }[];
 }
 
-function expectedType(documented: string): string {
-  const varchar = /^VARCHAR\((\d+)\)$/.exec(documented);
-  if (varchar) return `character varying(${varchar[1]})`;
-  const types: Record<string, string> = {
-    UUID: 'uuid',
-    TEXT: 'text',
-    BOOLEAN: 'boolean',
-    TIMESTAMPTZ: 'timestamp with time zone',
-    TIMESTAMP: 'timestamp without time zone',
-    JSONB: 'jsonb',
-    INT: 'integer',
-    INTEGER: 'integer',
-  };
-  const type = types[documented];
-  if (!type) throw new Error(`the contract uses a type this test does not know: ${documented}`);
-  return type;
+interface Contract {
+  readonly tables: readonly ContractTable[];
+  readonly rulebook_tables: readonly { name: string; description: string }[];
 }
 
-function expectedDefault(documented: string, type: string): string | null {
-  if (documented === '-') return null;
-  if (/^'.*'$/.test(documented)) return `${documented}::${type === 'jsonb' ? 'jsonb' : 'text'}`;
-  return documented;
+const CONTRACT_FILE = path.join(packageRoot(), 'docs/schema-contract.json');
+const SCHEMA_DOC = path.join(packageRoot(), 'docs/schema.md');
+
+function readContract(): Contract {
+  return JSON.parse(fs.readFileSync(CONTRACT_FILE, 'utf8')) as Contract;
+}
+
+const cell = (text: string) => text.replace(/\|/g, '\\|');
+
+/** docs/schema.md, before prettier formats it. */
+function schemaReference(contract: Contract): string {
+  const sections = contract.tables.map((table) => {
+    const references = new Map(table.foreign_keys.map((fk) => [fk.column, fk]));
+    const rows = table.columns.map((column) => {
+      const fk = references.get(column.name);
+      const target = fk ? `${fk.references}${fk.on_delete === 'cascade' ? ', on delete cascade' : ''}` : '';
+      const values = column.values ? `: one of ${column.values.map((v) => `\`${v}\``).join(', ')}` : '';
+      return `| \`${column.name}\` | ${column.type} | ${column.nullable ? 'yes' : 'no'} | ${
+        column.default === null ? '' : `\`${cell(column.default)}\``
+      } | ${cell(target)} | ${cell(column.description)}${values} |`;
+    });
+    const indexes = (table.indexes ?? []).map(
+      (index) => `- \`${index.name}\`${index.unique ? ' (unique)' : ''} on ${index.columns.join(', ')}`,
+    );
+    return [
+      `### ${table.name}`,
+      '',
+      table.description,
+      '',
+      '| column | type | null | default | references | meaning |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...rows,
+      ...(indexes.length ? ['', 'Indexes:', '', ...indexes] : []),
+      ...(table.rows
+        ? ['', `Rows every installation has: ${table.rows.map((row) => `\`${row.name}\``).join(', ')}.`]
+        : []),
+    ].join('\n');
+  });
+  return `# The schema rulebook keeps
+
+<!-- Generated from docs/schema-contract.json by test/schema.test.ts (npm run docs:schema): edit the JSON. -->
+
+These are the tables of the schema document rulebook implements, as the database has them.
+[schema-contract.json](schema-contract.json) holds the same facts for programs, and the schema test
+compares it with the live catalog, column for column: a migration that changes one of these tables fails
+the test until the contract says so. Types and defaults are written as PostgreSQL shows them. Rules are
+written into these tables with plain SQL ([rules.md](rules.md)); what rulebook records lands in them too.
+
+${sections.join('\n\n')}
+
+## Tables rulebook adds
+
+rulebook keeps its own state in tables beside these; no contract table gains a column for it. They may
+change from one version to the next (each by a migration), so read them through rulebook's commands and
+views rather than relying on their columns.
+
+| table | what it holds |
+| --- | --- |
+${contract.rulebook_tables.map((table) => `| \`${table.name}\` | ${cell(table.description)} |`).join('\n')}
+`;
 }
 
 describe('the workflow schema', () => {
@@ -68,10 +114,10 @@ describe('the workflow schema', () => {
   });
 
   const contract = readContract();
+  const tableNames = contract.tables.map((table) => table.name);
 
   it('reads the whole contract document', () => {
-    const tables = new Set(contract.map((column) => column.table));
-    expect([...tables].sort()).toEqual(
+    expect([...tableNames].sort()).toEqual(
       [
         'action_templates',
         'alert_acknowledgments',
@@ -86,7 +132,9 @@ describe('the workflow schema', () => {
         'rule_actions',
         'rule_dependencies',
         'trigger_types',
-      ].sort(),
+      ]
+        .map((name) => `workflow.${name}`)
+        .sort(),
     );
   });
 
@@ -98,22 +146,24 @@ describe('the workflow schema', () => {
       is_nullable: string;
       column_default: string | null;
     }>(
-      `select c.table_name, c.column_name, format_type(a.atttypid, a.atttypmod) as type,
-              c.is_nullable, c.column_default
+      `select format('%s.%s', c.table_schema, c.table_name) as table_name, c.column_name,
+              format_type(a.atttypid, a.atttypmod) as type, c.is_nullable, c.column_default
          from information_schema.columns c
          join pg_attribute a on a.attrelid = format('%I.%I', c.table_schema, c.table_name)::regclass
                             and a.attname = c.column_name
-        where c.table_schema = 'workflow' and c.table_name = any($1)
+        where format('%s.%s', c.table_schema, c.table_name) = any($1)
         order by c.table_name, c.ordinal_position`,
-      [[...new Set(contract.map((column) => column.table))]],
+      [tableNames],
     );
-    const expected = contract.map((column) => ({
-      table_name: column.table,
-      column_name: column.column,
-      type: expectedType(column.type),
-      is_nullable: column.nullable ? 'YES' : 'NO',
-      column_default: expectedDefault(column.default, expectedType(column.type)),
-    }));
+    const expected = contract.tables.flatMap((table) =>
+      table.columns.map((column) => ({
+        table_name: table.name,
+        column_name: column.name,
+        type: column.type,
+        is_nullable: column.nullable ? 'YES' : 'NO',
+        column_default: column.default,
+      })),
+    );
     const key = (row: { table_name: string; column_name: string }) => `${row.table_name}.${row.column_name}`;
     expect(actual.map(key).sort()).toEqual(expected.map(key).sort());
     for (const column of expected) {
@@ -124,18 +174,18 @@ describe('the workflow schema', () => {
     }
   });
 
-  it('has every foreign key the contract lists, cascading where it says so', async () => {
-    const text = fs.readFileSync(path.join(packageRoot(), 'docs/schema-contract.md'), 'utf8');
-    const section = text.slice(text.indexOf('## Foreign Keys'));
-    const listed = [...section.matchAll(/^\| (\w+) \| (\w+) \| ([\w.]+)\((\w+)\)( CASCADE)? \|$/gm)].map(
-      (m) => ({
-        table: m[1]!,
-        column: m[2]!,
-        references: m[3]!.includes('.') ? m[3]! : `workflow.${m[3]}`,
-        cascade: Boolean(m[5]),
-      }),
+  it('has exactly the foreign keys the contract lists on its tables, cascading where it says so', async () => {
+    const listed = contract.tables.flatMap((table) =>
+      table.foreign_keys.map((fk) => ({
+        table_name: table.name,
+        column_name: fk.column,
+        target: fk.references,
+        cascade: fk.on_delete === 'cascade',
+      })),
     );
-    expect(listed.length).toBe(17);
+    // The 17 of the schema document, and the deactivated_by, acknowledged_by and delivery references
+    // its column descriptions name.
+    expect(listed.length).toBe(25);
     const actual = await db.query<{
       table_name: string;
       column_name: string;
@@ -143,30 +193,72 @@ describe('the workflow schema', () => {
       cascade: boolean;
     }>(
       `select c.conrelid::regclass::text as table_name, a.attname as column_name,
-              c.confrelid::regclass::text as target, c.confdeltype = 'c' as cascade
+              format('%s(%s)', c.confrelid::regclass::text, fa.attname) as target,
+              c.confdeltype = 'c' as cascade
          from pg_constraint c
          join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
-        where c.contype = 'f' and c.connamespace = 'workflow'::regnamespace`,
+         join pg_attribute fa on fa.attrelid = c.confrelid and fa.attnum = c.confkey[1]
+        where c.contype = 'f' and c.conrelid::regclass::text = any($1)`,
+      [tableNames],
     );
-    for (const fk of listed) {
-      expect(actual, `${fk.table}.${fk.column}`).toContainEqual({
-        table_name: `workflow.${fk.table}`,
-        column_name: fk.column,
-        target: fk.references,
-        cascade: fk.cascade,
-      });
-    }
+    const key = (fk: { table_name: string; column_name: string }) => `${fk.table_name}.${fk.column_name}`;
+    expect(actual.sort((a, b) => key(a).localeCompare(key(b)))).toEqual(
+      listed.sort((a, b) => key(a).localeCompare(key(b))),
+    );
   });
 
   it('indexes the real columns the index list means', async () => {
-    const indexes = await db.query<{ indexname: string; indexdef: string }>(
-      `select indexname, indexdef from pg_indexes where schemaname = 'workflow'`,
+    const indexes = await db.query<{ name: string; columns: string[]; unique: boolean }>(
+      `select i.indexrelid::regclass::text as name, i.indisunique as unique,
+              array(select a.attname from unnest(i.indkey) with ordinality k (attnum, n)
+                      join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+                     order by k.n)::text[] as columns
+         from pg_index i
+        where i.indrelid::regclass::text = any($1)`,
+      [tableNames],
     );
-    const def = (name: string) => indexes.find((index) => index.indexname === name)?.indexdef;
-    expect(def('idx_rule_actions_rule')).toMatch(/\(automation_rules_id\)/);
-    expect(def('idx_automation_executions_rule')).toMatch(/\(automation_rules_id\)/);
-    expect(def('idx_alert_recipients_recipient')).toMatch(/\(recipient_type, recipient_id\)/);
-    expect(def('idx_allocation_idempotency')).toMatch(/UNIQUE INDEX .*\(idempotency_key\)/);
+    const listed = contract.tables.flatMap((table) =>
+      (table.indexes ?? []).map((index) => ({ ...index, name: `workflow.${index.name}` })),
+    );
+    expect(listed.length).toBe(13);
+    for (const index of listed) expect(indexes, index.name).toContainEqual(index);
+  });
+
+  it('allows exactly the values the contract lists where a CHECK constraint limits a column', async () => {
+    const checks = await db.query<{ table_name: string; definition: string }>(
+      `select conrelid::regclass::text as table_name, pg_get_constraintdef(oid) as definition
+         from pg_constraint where contype = 'c' and conrelid::regclass::text = any($1)`,
+      [tableNames],
+    );
+    const limited = contract.tables.flatMap((table) =>
+      table.columns.filter((column) => column.values).map((column) => ({ table, column })),
+    );
+    expect(limited.map(({ table, column }) => `${table.name}.${column.name}`)).toEqual([
+      'workflow.automation_executions.status',
+      'workflow.notification_deliveries.status',
+      'workflow.alerts.severity',
+      'workflow.alerts.status',
+    ]);
+    for (const { table, column } of limited) {
+      const check = checks.find(
+        (c) =>
+          c.table_name === table.name && new RegExp(`^CHECK \\(+\\(?${column.name}\\b`).test(c.definition),
+      );
+      expect(check, `${table.name}.${column.name}`).toBeDefined();
+      const allowed = [...check!.definition.matchAll(/'([^']*)'::/g)].map((m) => m[1]);
+      expect(allowed, `${table.name}.${column.name}`).toEqual(column.values);
+    }
+  });
+
+  it('has every table rulebook adds beside the contract', async () => {
+    const names = contract.rulebook_tables.map((table) => table.name);
+    const found = await db.query<{ name: string }>(
+      `select format('%s.%s', n.nspname, c.relname) as name
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where format('%s.%s', n.nspname, c.relname) = any($1) and c.relkind in ('r', 'v', 'p')`,
+      [names],
+    );
+    expect(found.map((row) => row.name).sort()).toEqual([...names].sort());
   });
 
   it('seeds the standard trigger and entity types', async () => {
@@ -176,6 +268,10 @@ describe('the workflow schema', () => {
     expect(triggers.map((row) => row.name)).toEqual(['on_create', 'on_delete', 'on_update', 'scheduled']);
     const types = await db.query<{ name: string }>('select name from workflow.entity_types order by name');
     expect(types.map((row) => row.name)).toEqual(['table', 'view']);
+    for (const table of contract.tables.filter((t) => t.rows)) {
+      const rows = await db.query<{ name: string }>(`select name from ${table.name} order by name`);
+      expect(rows, table.name).toEqual([...table.rows!].sort((a, b) => a.name.localeCompare(b.name)));
+    }
   });
 
   it('creates core.users, core.roles and core.user_roles', async () => {
@@ -194,5 +290,12 @@ describe('the workflow schema', () => {
       'users.name',
       'users.is_active',
     ]);
+  });
+
+  it('is described in docs/schema.md as the contract says (npm run docs:schema rewrites it)', async () => {
+    const options = await prettier.resolveConfig(SCHEMA_DOC);
+    const generated = await prettier.format(schemaReference(contract), { ...options, filepath: SCHEMA_DOC });
+    if (process.env.UPDATE_DOCS) fs.writeFileSync(SCHEMA_DOC, generated);
+    expect(fs.readFileSync(SCHEMA_DOC, 'utf8')).toBe(generated);
   });
 });

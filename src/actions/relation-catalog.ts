@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { ActionError } from './types.js';
 import { sqlState } from '../sql-state.js';
 
@@ -22,8 +22,6 @@ export interface RelationInfo {
   readonly oid: string;
   readonly schema: string;
   readonly name: string;
-  /** `schema.name`, each part quoted when it needs to be: safe to splice into SQL. */
-  readonly sql: string;
   /** pg_class.relkind: r table, p partitioned table, v view, m materialized view, f foreign table. */
   readonly kind: string;
   readonly columns: ReadonlyMap<string, ColumnInfo>;
@@ -66,11 +64,6 @@ interface DescribeRow {
   primary_key: string[];
 }
 
-/** Quotes an identifier for SQL (pg's escapeIdentifier: doubles embedded quotes). */
-export function ident(name: string): string {
-  return pg.escapeIdentifier(name);
-}
-
 /**
  * Resolves a relation named as in SQL (`sales.orders`, `sales."Order Lines"`, or a bare name found
  * through the search_path). Undefined when there is no such relation or the name is not valid SQL.
@@ -109,7 +102,6 @@ async function describeOid(client: pg.ClientBase, oid: string): Promise<Relation
     oid: row.oid,
     schema: row.schema,
     name: row.name,
-    sql: `${ident(row.schema)}.${ident(row.name)}`,
     kind: row.kind,
     columns: new Map(row.columns.map((column) => [column.name, column])),
     primaryKey: row.primary_key,

@@ -1,7 +1,6 @@
 import { ConfigReader } from './config-reader.js';
 import {
   findEntity,
-  ident,
   parameterText,
   requireColumn,
   type ColumnInfo,
@@ -10,6 +9,7 @@ import {
 import { ActionError, type ActionContext, type ActionHandler } from './types.js';
 import { triggeringRowKey } from '../model/types.js';
 import { sqlState } from '../sql-state.js';
+import { catalogType, compile, sql, type SQLQuery } from '../db/sql.js';
 
 const ACTION = 'update_field';
 
@@ -34,65 +34,57 @@ interface WhereCondition {
   readonly value: unknown;
 }
 
-/** Collects bound parameters and hands out their placeholders. */
-class Parameters {
-  readonly values: unknown[] = [];
-  add(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
+/** `value::type`, or its text when the type has no = of its own, so the comparison always resolves. */
+function comparable(column: ColumnInfo, expression: SQLQuery): SQLQuery {
+  return column.hasEquality ? expression : sql`(${expression})::text`;
 }
 
-/** `$n::type`, or its text when the type has no = of its own, so the comparison always resolves. */
-function comparable(column: ColumnInfo, expression: string): string {
-  return column.hasEquality ? expression : `(${expression})::text`;
-}
-
-/** One condition as SQL over the alias `t`; values are parameters cast to the column's type. */
-function conditionSql(column: ColumnInfo, condition: WhereCondition, parameters: Parameters): string {
-  const target = `t.${ident(column.name)}`;
-  const typed = () => `${parameters.add(parameterText(condition.value, column))}::${column.type}`;
+/** One condition over the alias `t`; values are parameters cast to the column's type. */
+function conditionSql(column: ColumnInfo, condition: WhereCondition): SQLQuery {
+  const target = sql.ident('t', column.name);
+  const type = catalogType(column.type);
+  const typed = () => sql`${parameterText(condition.value, column)}::${type}`;
   const where = `where condition on "${condition.field}"`;
   switch (condition.operator) {
     case 'is_null':
-      return `${target} is null`;
+      return sql`${target} is null`;
     case 'is_not_null':
-      return `${target} is not null`;
+      return sql`${target} is not null`;
     case 'equals':
-      if (condition.value === null) return `${target} is null`;
-      return `${comparable(column, target)} = ${comparable(column, typed())}`;
+      if (condition.value === null) return sql`${target} is null`;
+      return sql`${comparable(column, target)} = ${comparable(column, typed())}`;
     case 'not_equals':
       // A null field is not equal to a value, as in trigger conditions.
-      if (condition.value === null) return `${target} is not null`;
-      return `${comparable(column, target)} is distinct from ${comparable(column, typed())}`;
+      if (condition.value === null) return sql`${target} is not null`;
+      return sql`${comparable(column, target)} is distinct from ${comparable(column, typed())}`;
     case 'greater_than':
     case 'less_than': {
       if (condition.value === null) {
         throw new ActionError(`${ACTION}: ${where}: operator "${condition.operator}" needs a non-null value`);
       }
-      return `${target} ${condition.operator === 'greater_than' ? '>' : '<'} ${typed()}`;
+      return condition.operator === 'greater_than'
+        ? sql`${target} > ${typed()}`
+        : sql`${target} < ${typed()}`;
     }
     case 'contains': {
       if (condition.value === null) {
         throw new ActionError(`${ACTION}: ${where}: operator "contains" needs a non-null value`);
       }
       if (column.category === 'A' && column.elementType) {
-        return `${parameters.add(parameterText(condition.value))}::${column.elementType} = any (${target})`;
+        return sql`${parameterText(condition.value)}::${catalogType(column.elementType)} = any (${target})`;
       }
       if (column.baseType === 'json' || column.baseType === 'jsonb') {
-        return `${target}::jsonb @> ${parameters.add(JSON.stringify(condition.value))}::jsonb`;
+        return sql`${target}::jsonb @> ${JSON.stringify(condition.value)}::jsonb`;
       }
-      return `strpos(${target}::text, ${parameters.add(parameterText(condition.value))}::text) > 0`;
+      return sql`strpos(${target}::text, ${parameterText(condition.value)}::text) > 0`;
     }
     case 'in': {
       if (!Array.isArray(condition.value)) {
         throw new ActionError(`${ACTION}: ${where}: operator "in" needs "value" to be an array`);
       }
       const members = condition.value.map((member) => parameterText(member, column));
-      if (!column.hasEquality) {
-        return `${target}::text = any (${parameters.add(members)}::text[])`;
-      }
-      return `${target} = any (${parameters.add(members)}::${column.type}[])`;
+      if (!column.hasEquality) return sql`${target}::text = any (${members}::text[])`;
+      return sql`${target} = any (${members}::${type}[])`;
     }
   }
 }
@@ -169,14 +161,13 @@ export const updateField: ActionHandler = {
     const column = requireColumn(relation, field, 'config.field', ACTION);
     const value = context.renderValue(context.action.config.value);
 
-    const parameters = new Parameters();
-    const newValue = `${parameters.add(parameterText(value, column))}::${column.type}`;
-    const conditions: string[] = [];
+    const newValue = sql`${parameterText(value, column)}::${catalogType(column.type)}`;
+    const conditions: SQLQuery[] = [];
     if (config.has('where')) {
       const where = parseWhere(context.renderValue(config.raw('where')));
       for (const condition of where) {
         const conditionColumn = requireColumn(relation, condition.field, 'config.where field_name', ACTION);
-        conditions.push(conditionSql(conditionColumn, condition, parameters));
+        conditions.push(conditionSql(conditionColumn, condition));
       }
     } else if (entityName !== undefined && `${relation.schema}.${relation.name}` !== ownEntity) {
       // Named either way ("orders" or "sales.orders"), the rule's own table means the triggering row.
@@ -186,19 +177,20 @@ export const updateField: ActionHandler = {
       if (key.length === 0) throw new ActionError(`${ACTION}: the triggering event carries no row key`);
       for (const [name, keyValue] of key) {
         const keyColumn = requireColumn(relation, name, 'row key column', ACTION);
-        conditions.push(
-          conditionSql(keyColumn, { field: name, operator: 'equals', value: keyValue }, parameters),
-        );
+        conditions.push(conditionSql(keyColumn, { field: name, operator: 'equals', value: keyValue }));
       }
     }
-    const target = `t.${ident(column.name)}`;
-    conditions.push(`${comparable(column, target)} is distinct from ${comparable(column, newValue)}`);
+    const target = sql.ident('t', column.name);
+    conditions.push(sql`${comparable(column, target)} is distinct from ${comparable(column, newValue)}`);
     const entity = `${relation.schema}.${relation.name}`;
     let updated: number;
     try {
       const result = await context.client.query(
-        `update ${relation.sql} as t set ${ident(column.name)} = ${newValue} where ${conditions.join(' and ')}`,
-        parameters.values,
+        compile(
+          sql`update ${sql.ident(relation.schema, relation.name)} as t
+                 set ${sql.ident(column.name)} = ${newValue}
+               where ${sql.join(conditions, sql` and `)}`,
+        ),
       );
       updated = result.rowCount ?? 0;
     } catch (error) {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { compile, sql, type SQLQuery } from '../db/sql.js';
 import { inTransaction, type Queryable } from '../db/transaction.js';
 
 /**
@@ -52,19 +53,24 @@ export interface AlertDetail extends StaffAlert {
   }[];
 }
 
-/** The condition "alert `alias` is addressed to the user in parameter `userParam`". */
-export function visibleTo(userParam: string, alias = 'a'): string {
-  return `exists (
+/** The condition "alert `alias` is addressed to `user`" (a value, or a column of the query). */
+export function visibleTo(user: SQLQuery, alias = 'a'): SQLQuery {
+  return sql`exists (
     select 1 from workflow.alert_recipients r
-     where r.alert_id = ${alias}.id
-       and ((r.recipient_type = 'user' and r.recipient_id = ${userParam})
+     where r.alert_id = ${sql.ident(alias, 'id')}
+       and ((r.recipient_type = 'user' and r.recipient_id = ${user})
          or (r.recipient_type = 'role'
-             and r.recipient_id in (select ur.role_id from core.user_roles ur where ur.user_id = ${userParam}))))`;
+             and r.recipient_id in (select ur.role_id from core.user_roles ur where ur.user_id = ${user}))))`;
+}
+
+/** The person `userId` as a query value, for visibleTo. */
+export function userValue(userId: string): SQLQuery {
+  return sql`${userId}::uuid`;
 }
 
 // acknowledged_date is a timestamp without time zone written as now() in the session's zone; read
 // back in the same zone it is an instant again.
-export const ALERT_COLUMNS = `
+export const ALERT_COLUMNS = sql`
   a.id, a.alert_type, a.severity, a.title, a.message, a.context, a.source_entity_name,
   a.source_entity_id, a.source_rule_id, a.status, a.expires_date, a.created_date, a.updated_date,
   coalesce(a.expires_date <= now(), false) as expired,
@@ -72,7 +78,7 @@ export const ALERT_COLUMNS = `
        else jsonb_build_object('id', ack.acknowledged_by, 'name', ack.name, 'email', ack.email) end as acknowledged_by,
   ack.acknowledged_date at time zone current_setting('TimeZone') as acknowledged_date`;
 
-export const LATEST_ACKNOWLEDGMENT = `
+export const LATEST_ACKNOWLEDGMENT = sql`
   left join lateral (
     select k.acknowledged_by, k.acknowledged_date, u.name, u.email
       from workflow.alert_acknowledgments k left join core.users u on u.id = k.acknowledged_by
@@ -98,26 +104,19 @@ export async function listAlerts(
   userId: string,
   options: ListOptions,
 ): Promise<{ alerts: StaffAlert[]; next: { time: string; id: string } | undefined }> {
+  const after = options.after;
   const { rows } = await pool.query<StaffAlert & { sort_time: string }>(
-    `select ${ALERT_COLUMNS},
+    compile(sql`select ${ALERT_COLUMNS},
             to_char(a.created_date at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as sort_time
        from workflow.alerts a
        ${LATEST_ACKNOWLEDGMENT}
-      where ${visibleTo('$1::uuid')}
-        and a.status = any($2::text[])
-        and a.severity = any($3::text[])
+      where ${visibleTo(userValue(userId))}
+        and a.status = any(${options.statuses}::text[])
+        and a.severity = any(${options.severities}::text[])
         and (a.status <> 'active' or a.expires_date is null or a.expires_date > now())
-        and ($5::text is null or (a.created_date, a.id) < ($5::timestamp at time zone 'UTC', $6::uuid))
+        ${after ? sql`and (a.created_date, a.id) < (${after.time}::timestamp at time zone 'UTC', ${after.id}::uuid)` : sql``}
       order by a.created_date desc, a.id desc
-      limit $4`,
-    [
-      userId,
-      options.statuses,
-      options.severities,
-      options.limit + 1,
-      options.after?.time ?? null,
-      options.after?.id ?? null,
-    ],
+      limit ${options.limit + 1}`),
   );
   const more = rows.length > options.limit;
   const page = rows.slice(0, options.limit);
@@ -135,7 +134,7 @@ export async function getAlert(
   alertId: string,
 ): Promise<AlertDetail | undefined> {
   const { rows } = await db.query<AlertDetail>(
-    `select ${ALERT_COLUMNS},
+    compile(sql`select ${ALERT_COLUMNS},
             (select coalesce(jsonb_agg(jsonb_build_object(
                       'recipient_type', r.recipient_type, 'recipient_id', r.recipient_id,
                       'name', coalesce(u.name, ro.name), 'email', u.email) order by r.created_date, r.id), '[]')
@@ -152,8 +151,7 @@ export async function getAlert(
               where k.alert_id = a.id) as acknowledgments
        from workflow.alerts a
        ${LATEST_ACKNOWLEDGMENT}
-      where a.id = $2 and ${visibleTo('$1::uuid')}`,
-    [userId, alertId],
+      where a.id = ${alertId} and ${visibleTo(userValue(userId))}`),
   );
   return rows[0];
 }
@@ -188,7 +186,7 @@ export async function acknowledgeAlerts(
   notes: string | null,
 ): Promise<ChangeResult<AcknowledgeOutcome>[]> {
   return change(pool, userId, target, {
-    all: `a.status = 'active' and (a.expires_date is null or a.expires_date > now())`,
+    all: sql`a.status = 'active' and (a.expires_date is null or a.expires_date > now())`,
     // An active alert past its expires_date is one nobody can act on any more (see listAlerts),
     // even before workflow.expire_alerts() has marked it resolved.
     decide: (status, expired) =>
@@ -222,7 +220,7 @@ export async function dismissAlerts(
   target: Target,
 ): Promise<ChangeResult<DismissOutcome>[]> {
   return change(pool, userId, target, {
-    all: `a.status in ('active', 'acknowledged')`,
+    all: sql`a.status in ('active', 'acknowledged')`,
     decide: (status) =>
       status === 'active' || status === 'acknowledged'
         ? 'dismissed'
@@ -241,7 +239,7 @@ async function change<O extends string>(
   userId: string,
   target: Target,
   plan: {
-    all: string;
+    all: SQLQuery;
     decide: (status: AlertStatus, expired: boolean) => O;
     changed: O;
     apply: (client: pg.ClientBase, ids: string[]) => Promise<void>;
@@ -249,12 +247,11 @@ async function change<O extends string>(
 ): Promise<ChangeResult<O | 'not_found'>[]> {
   return inTransaction(pool, async (client) => {
     const { rows } = await client.query<{ id: string; status: AlertStatus; expired: boolean }>(
-      `select a.id, a.status, coalesce(a.expires_date <= now(), false) as expired from workflow.alerts a
-          where ${visibleTo('$1::uuid')}
-            and ${'ids' in target ? 'a.id = any($2::uuid[])' : plan.all}
+      compile(sql`select a.id, a.status, coalesce(a.expires_date <= now(), false) as expired from workflow.alerts a
+          where ${visibleTo(userValue(userId))}
+            and ${'ids' in target ? sql`a.id = any(${target.ids}::uuid[])` : plan.all}
           order by a.id
-          for update of a`,
-      'ids' in target ? [userId, target.ids] : [userId],
+          for update of a`),
     );
     const found = new Map(rows.map((row) => [row.id, plan.decide(row.status, row.expired)]));
     const toChange = rows.filter((row) => found.get(row.id) === plan.changed).map((row) => row.id);

@@ -1,3 +1,4 @@
+import { SETTINGS, type Setting } from '../config.js';
 import { COMMANDS } from './commands.js';
 import type { Command } from './command.js';
 
@@ -13,43 +14,36 @@ Embedded PostgreSQL (when DATABASE_URL is unset):
   RULEBOOK_SYSTEM_DIR/clusters/ and RULEBOOK_DATA_DIR/cluster-location says where.
 
 Environment:
-  DATABASE_URL              the database to use; when unset, the embedded PostgreSQL (above)
-  RULEBOOK_DATA_DIR         data directory of the embedded PostgreSQL (default .rulebook/)
-  RULEBOOK_SYSTEM_DIR       as root, where the embedded PostgreSQL's binaries and clusters go that
-                            the "postgres" account cannot reach elsewhere (default /var/lib/rulebook)
-  RULEBOOK_DB_WAIT_SECONDS  how long start waits for DATABASE_URL's server to accept connections
-                            (default 60; 0 tries once)
-  RULEBOOK_EMBEDDED_PG_PORT port of the embedded PostgreSQL when rulebook starts it (default 54329,
-                            127.0.0.1 only); a running one is found on its own port
-  PORT                      HTTP port (default 3000)
-  RULEBOOK_SSE_MAX_STREAMS  open alert event streams per server; more get 503 (default 1000)
-  RULEBOOK_SSE_MAX_STREAMS_PER_USER
-                            open alert event streams per person; more get 429 (default 20)
-  LOG_LEVEL                 fatal, error, warn, info, debug, trace or silent (default info)
-  RULEBOOK_CONCURRENCY      claim loops per daemon (default 2)
-  RULEBOOK_BATCH_SIZE       events handled per transaction (default 100)
-  RULEBOOK_POLL_INTERVAL_MS how often to look for events without a NOTIFY (default 1000)
-  RULEBOOK_LEASE_SECONDS    how long a stalled claim holds its events (default 30)
-  RULEBOOK_MAX_ATTEMPTS     failed attempts before an event is dead (default 5)
-  RULEBOOK_MAX_CHAIN_DEPTH  rule executions that may cause each other in a chain (default 10)
-  RULEBOOK_HEALTH_MAX_PENDING_AGE_SECONDS
-                            /healthz answers 503 when the oldest pending event is older (default 300)
-  RULEBOOK_HEARTBEAT_INTERVAL_MS
-                            how often a daemon records itself in workflow.daemons; \`rulebook
-                            status\` shows it as gone after 3 intervals without one (default 5000)
-  SMTP_URL                  smtp:// or smtps:// server for e-mail deliveries (unset: e-mail fails)
-  SMTP_FROM                 sender address of e-mail (default rulebook@localhost)
-  SMS_PROVIDER_URL          http(s) endpoint that receives sms deliveries (unset: sms fails)
-  PUSH_PROVIDER_URL         http(s) endpoint that receives push deliveries (unset: push fails)
-  WEBHOOK_SECRET            default HMAC-SHA256 secret for webhooks and provider requests
-  RULEBOOK_WEBHOOK_ALLOW    non-public webhook destinations allowed anyway: comma-separated hosts,
-                            host:port or CIDR blocks (default none: webhooks reach public addresses only)
-  DELIVERY_MAX_ATTEMPTS     attempts before a delivery is failed (default 5)
-  DELIVERY_POLL_INTERVAL_MS how often the delivery worker looks for due deliveries (default 1000)
-  MAINTENANCE_INTERVAL_MS   how often alerts expire and reservations lapse (default 60000)
 `;
 
 const INDENT = ' '.repeat(28);
+const WIDTH = 104;
+
+/** `text` in lines of at most WIDTH columns, the first beside `first` when it fits, the others after INDENT. */
+function wrap(first: string, text: string): string {
+  const lines: string[] = [];
+  let line = INDENT;
+  if (first.length < INDENT.length - 1) line = first.padEnd(INDENT.length);
+  else lines.push(first);
+  let empty = true;
+  for (const word of text.split(' ')) {
+    if (!empty && line.length + 1 + word.length > WIDTH) {
+      lines.push(line);
+      line = INDENT;
+      empty = true;
+    }
+    line += (empty ? '' : ' ') + word;
+    empty = false;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}
+
+/** One variable of the help's Environment section, from config.ts's SETTINGS. */
+function settingHelp(setting: Setting): string {
+  const text = setting.default === undefined ? setting.help : `${setting.help} (default ${setting.default})`;
+  return wrap(`  ${setting.name}`, text);
+}
 
 function usageLine(command: Command): string {
   return `rulebook ${command.name}${command.usage ? ` ${command.usage}` : ''}`;
@@ -88,7 +82,8 @@ ${commands.join('\n')}
   rulebook help <command>   the help of one command (also: rulebook <command> --help)
   rulebook --help           show this help
 
-${ENVIRONMENT}`;
+${ENVIRONMENT}${SETTINGS.map(settingHelp).join('\n')}
+`;
 }
 
 /** `rulebook <command> --help`. */

@@ -35,7 +35,10 @@ export class EngineMetrics {
     new Gauge(
       'rulebook_rule_load_problems',
       'Active rules and actions that could not be loaded; each fails wherever it would have run',
-      () => this.ruleLoadProblems,
     ),
   );
+
+  constructor() {
+    this.registry.collect(() => this.ruleLoadProblemsGauge.set(this.ruleLoadProblems));
+  }
 }

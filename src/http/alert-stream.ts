@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import type pg from 'pg';
+import { compile, sql } from '../db/sql.js';
 import { ALERT_COLUMNS, LATEST_ACKNOWLEDGMENT, visibleTo, type StaffAlert } from '../alerts/staff-alerts.js';
 import { NotificationListener } from '../db/notification-listener.js';
 import { AlertListenerRegistration } from './alert-listener-registration.js';
@@ -203,12 +204,11 @@ export class AlertStream {
     if (!isUuid(alertId) || this.#clients.size === 0) return;
     const viewers = [...new Set([...this.#clients].map((client) => client.caller.userId))];
     const { rows } = await this.options.pool.query<StaffAlert & { viewer: string }>(
-      `select u.user_id::text as viewer, ${ALERT_COLUMNS}
-         from unnest($2::uuid[]) as u (user_id)
-         join workflow.alerts a on a.id = $1
+      compile(sql`select u.user_id::text as viewer, ${ALERT_COLUMNS}
+         from unnest(${viewers}::uuid[]) as u (user_id)
+         join workflow.alerts a on a.id = ${alertId}
          ${LATEST_ACKNOWLEDGMENT}
-        where ${visibleTo('u.user_id')}`,
-      [alertId, viewers],
+        where ${visibleTo(sql.ident('u', 'user_id'))}`),
     );
     for (const { viewer, ...alert } of rows) {
       const data = JSON.stringify(alert);

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
-import { viewPollMetrics } from '../views/view-poll-metrics.js';
+import { Gauge, MetricsRegistry } from '../metrics/registry.js';
+import { addViewPollMetrics } from '../views/view-poll-metrics.js';
 import { sendJson } from './respond.js';
 import { StaffApi, type StaffApiOptions } from './staff-api.js';
 
@@ -35,8 +36,11 @@ function redactUrl(url: string | undefined): string | undefined {
 export class HttpServer {
   readonly #server: http.Server;
   readonly #api: StaffApi;
+  /** Everything GET /metrics serves: the engine's counters, then gauges read at each scrape. */
+  readonly #registry = new MetricsRegistry();
 
   constructor(private readonly options: HttpServerOptions) {
+    this.#addMetrics();
     const databaseUrl = options.databaseUrl ?? options.pool.options.connectionString;
     if (!databaseUrl) throw new Error('HttpServer: give databaseUrl, or a pool made from a connectionString');
     this.#api = new StaffApi({
@@ -138,29 +142,32 @@ export class HttpServer {
     });
   }
 
-  async #metrics(response: http.ServerResponse): Promise<void> {
-    const engine = this.options.engine;
-    const parts: string[] = [engine ? engine.metrics.registry.render() : ''];
-    const { rows } = await this.options.pool.query<{ kind: string; label: string; count: string }>(
-      `select 'events' as kind, state as label, count(*) as count from workflow.events group by state
-       union all
-       select 'deliveries', status, count(*) from workflow.notification_deliveries group by status`,
+  #addMetrics(): void {
+    const { engine, pool } = this.options;
+    if (engine) this.#registry.add(engine.metrics.registry);
+    const events = this.#registry.add(
+      new Gauge('rulebook_outbox_events', 'Events in the outbox by state', 'state'),
     );
-    const lines = [
-      '# HELP rulebook_outbox_events Events in the outbox by state',
-      '# TYPE rulebook_outbox_events gauge',
-      ...rows
-        .filter((r) => r.kind === 'events')
-        .map((r) => `rulebook_outbox_events{state="${r.label}"} ${r.count}`),
-      '# HELP rulebook_deliveries Notification deliveries by status',
-      '# TYPE rulebook_deliveries gauge',
-      ...rows
-        .filter((r) => r.kind === 'deliveries')
-        .map((r) => `rulebook_deliveries{status="${r.label}"} ${r.count}`),
-    ];
-    parts.push(lines.join('\n') + '\n');
-    parts.push(await viewPollMetrics(this.options.pool));
+    const deliveries = this.#registry.add(
+      new Gauge('rulebook_deliveries', 'Notification deliveries by status', 'status'),
+    );
+    this.#registry.collect(async () => {
+      const { rows } = await pool.query<{ kind: string; label: string; count: string }>(
+        `select 'events' as kind, state as label, count(*) as count from workflow.events group by state
+         union all
+         select 'deliveries', status, count(*) from workflow.notification_deliveries group by status`,
+      );
+      const counts = (kind: string) =>
+        rows.filter((row) => row.kind === kind).map((row) => [row.label, Number(row.count)] as const);
+      events.replace(counts('events'));
+      deliveries.replace(counts('deliveries'));
+    });
+    addViewPollMetrics(this.#registry, pool);
+  }
+
+  async #metrics(response: http.ServerResponse): Promise<void> {
+    const text = await this.#registry.render();
     response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-    response.end(parts.join(''));
+    response.end(text);
   }
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { escapeLabel } from '../metrics/registry.js';
+import { Gauge, type MetricsRegistry } from '../metrics/registry.js';
 
 const VIEW_POLLS = `
 select format('%s.%s', coalesce(e.schema_name, 'public'), e.name) as entity,
@@ -15,19 +15,26 @@ select format('%s.%s', coalesce(e.schema_name, 'public'), e.name) as entity,
  * reports the same thing whichever of them polled: a view whose last poll failed (a duplicate key,
  * a view the daemon may not read) shows as failing until a poll succeeds.
  */
-export async function viewPollMetrics(pool: pg.Pool): Promise<string> {
-  const { rows } = await pool.query<{ entity: string; failing: boolean; age: number | null }>(VIEW_POLLS);
-  const label = (entity: string) => `{entity="${escapeLabel(entity)}"}`;
-  return (
-    [
-      '# HELP rulebook_view_poll_failing Polled views whose last poll failed (1); workflow.view_entities.last_error says why',
-      '# TYPE rulebook_view_poll_failing gauge',
-      ...rows.map((row) => `rulebook_view_poll_failing${label(row.entity)} ${row.failing ? 1 : 0}`),
-      '# HELP rulebook_view_last_poll_age_seconds Seconds since each polled view was last polled',
-      '# TYPE rulebook_view_last_poll_age_seconds gauge',
-      ...rows
-        .filter((row) => row.age !== null)
-        .map((row) => `rulebook_view_last_poll_age_seconds${label(row.entity)} ${row.age!.toFixed(3)}`),
-    ].join('\n') + '\n'
+export function addViewPollMetrics(registry: MetricsRegistry, pool: pg.Pool): void {
+  const failing = registry.add(
+    new Gauge(
+      'rulebook_view_poll_failing',
+      'Polled views whose last poll failed (1); workflow.view_entities.last_error says why',
+      'entity',
+    ),
   );
+  const age = registry.add(
+    new Gauge(
+      'rulebook_view_last_poll_age_seconds',
+      'Seconds since each polled view was last polled',
+      'entity',
+    ),
+  );
+  registry.collect(async () => {
+    const { rows } = await pool.query<{ entity: string; failing: boolean; age: number | null }>(VIEW_POLLS);
+    failing.replace(rows.map((row) => [row.entity, row.failing ? 1 : 0]));
+    age.replace(
+      rows.filter((row) => row.age !== null).map((row) => [row.entity, Number(row.age!.toFixed(3))]),
+    );
+  });
 }

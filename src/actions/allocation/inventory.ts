@@ -1,13 +1,13 @@
-import pg from 'pg';
+import type pg from 'pg';
 import {
   describeRelation,
-  ident,
   isIntegerColumn,
   requireColumn,
   type ColumnInfo,
   type RelationInfo,
 } from '../relation-catalog.js';
 import { ActionError } from '../types.js';
+import { catalogType, compile, sql, type SQLQuery } from '../../db/sql.js';
 import { ACTION, type AllocationConfig, type InventoryColumns } from './config.js';
 import { sqlState } from '../../sql-state.js';
 
@@ -117,8 +117,8 @@ interface PlanRow {
 }
 
 /** The ORDER BY that picks lots for a strategy, over the `sort_key` the plan selects. */
-function strategyOrder(config: AllocationConfig): string {
-  return config.strategy === 'lifo' ? 'desc nulls last' : 'asc nulls last';
+function strategyOrder(config: AllocationConfig): SQLQuery {
+  return config.strategy === 'lifo' ? sql`desc nulls last` : sql`asc nulls last`;
 }
 
 function sortColumn(inventory: Inventory, config: AllocationConfig): ColumnInfo {
@@ -147,36 +147,45 @@ export async function planAllocation(
   request: readonly { product: string; quantity: string }[],
 ): Promise<PlannedProduct[]> {
   const { columns, relation } = inventory;
-  const col = (column: ColumnInfo) => `i.${ident(column.name)}`;
-  const json = (column: ColumnInfo | undefined) => (column ? `to_jsonb(${col(column)})` : `'null'::jsonb`);
-  const lotKey = `jsonb_build_object(${relation.primaryKey
-    .map((name) => `${pg.escapeLiteral(name)}, i.${ident(name)}`)
-    .join(', ')})`;
-  const committed = [columns.reserved, columns.allocated]
-    .filter((column): column is ColumnInfo => column !== undefined)
-    .filter((column, index, all) => all.findIndex((other) => other.name === column.name) === index)
-    .map((column) => `coalesce(${col(column)}, 0)`)
-    .join(' + ');
+  const col = (column: ColumnInfo) => sql.ident('i', column.name);
+  const json = (column: ColumnInfo | undefined) =>
+    column ? sql`to_jsonb(${col(column)})` : sql`'null'::jsonb`;
+  const lotKey = sql`jsonb_build_object(${sql.join(
+    relation.primaryKey.map((name) => sql`${name}::text, ${sql.ident('i', name)}`),
+    sql`, `,
+  )})`;
+  const committed = sql.join(
+    [columns.reserved, columns.allocated]
+      .filter((column): column is ColumnInfo => column !== undefined)
+      .filter((column, index, all) => all.findIndex((other) => other.name === column.name) === index)
+      .map((column) => sql`coalesce(${col(column)}, 0)`),
+    sql` + `,
+  );
   const expired = columns.expiry
     ? columns.expiry.baseType === 'date'
-      ? `coalesce(${col(columns.expiry)} < current_date, false)`
-      : `coalesce(${col(columns.expiry)} <= now(), false)`
-    : 'false';
-  const sql = `
+      ? sql`coalesce(${col(columns.expiry)} < current_date, false)`
+      : sql`coalesce(${col(columns.expiry)} <= now(), false)`
+    : sql`false`;
+  const productList = request.map((line) => line.product);
+  const quantityList = request.map((line) => line.quantity);
+  const plan = sql`
 with request as (
-  select r.product::${columns.product.type} as product, r.quantity, r.ord
-    from unnest($1::text[], $2::numeric[]) with ordinality as r (product, quantity, ord)
+  select r.product::${catalogType(columns.product.type)} as product, r.quantity, r.ord
+    from unnest(${productList}::text[], ${quantityList}::numeric[]) with ordinality as r (product, quantity, ord)
 ), locked as materialized (
   select i.ctid as row_tid, ${lotKey} as lot_key, ${col(columns.product)} as product,
          ${json(columns.location)} as location, ${json(columns.lot)} as lot,
          ${json(columns.received)} as received, ${json(columns.expiry)} as expiry,
-         ${columns.unitCost ? `${col(columns.unitCost)}::numeric` : 'null::numeric'} as unit_cost,
+         ${columns.unitCost ? sql`${col(columns.unitCost)}::numeric` : sql`null::numeric`} as unit_cost,
          ${col(sortColumn(inventory, config))} as sort_key,
          ${expired} as expired,
          greatest(coalesce(${col(columns.onHand)}, 0) - (${committed}), 0)::numeric as on_hand_free
-    from ${relation.sql} as i
+    from ${sql.ident(relation.schema, relation.name)} as i
    where ${col(columns.product)} = any (select product from request)
-   order by ${relation.primaryKey.map((name) => `i.${ident(name)}`).join(', ')}
+   order by ${sql.join(
+     relation.primaryKey.map((name) => sql.ident('i', name)),
+     sql`, `,
+   )}
      for update of i
 ), ranked as (
   select l.*, case when l.expired then 0 else l.on_hand_free end as available,
@@ -197,12 +206,7 @@ select to_jsonb(q.product) as product, q.product::text as product_text, q.quanti
  order by q.ord, k.pick`;
   let rows: PlanRow[];
   try {
-    rows = (
-      await client.query<PlanRow>(sql, [
-        request.map((line) => line.product),
-        request.map((line) => line.quantity),
-      ])
-    ).rows;
+    rows = (await client.query<PlanRow>(compile(plan))).rows;
   } catch (error) {
     if (sqlState(error)?.startsWith('22')) {
       throw new ActionError(
@@ -249,12 +253,15 @@ export async function applyAllocation(
   takes: readonly { rowTid: string; take: string }[],
 ): Promise<void> {
   if (takes.length === 0) return;
-  const target = ident(inventory.target.name);
+  const { relation, target } = inventory;
   const result = await client.query(
-    `update ${inventory.relation.sql} as i set ${target} = coalesce(i.${target}, 0) + v.take
-       from unnest($1::tid[], $2::numeric[]) as v (row_tid, take)
-      where i.ctid = v.row_tid`,
-    [takes.map((take) => take.rowTid), takes.map((take) => take.take)],
+    compile(
+      sql`update ${sql.ident(relation.schema, relation.name)} as i
+             set ${sql.ident(target.name)} = coalesce(${sql.ident('i', target.name)}, 0) + v.take
+            from unnest(${takes.map((take) => take.rowTid)}::tid[], ${takes.map((take) => take.take)}::numeric[])
+                 as v (row_tid, take)
+           where i.ctid = v.row_tid`,
+    ),
   );
   if (result.rowCount !== takes.length) {
     throw new ActionError(

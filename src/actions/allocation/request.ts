@@ -1,5 +1,6 @@
 import { ActionError, type ActionContext } from '../types.js';
-import { describeRelation, ident, parameterText, requireColumn } from '../relation-catalog.js';
+import { describeRelation, parameterText, requireColumn } from '../relation-catalog.js';
+import { catalogType, compile, sql } from '../../db/sql.js';
 import { ACTION, type AllocationConfig, type RequestSource } from './config.js';
 import { decimalText, isPositiveDecimal } from './quantity.js';
 import { sqlState } from '../../sql-state.js';
@@ -75,24 +76,24 @@ async function fromLines(
     );
   }
   const match = context.renderValue(source.match) as Record<string, unknown>;
-  const values: (string | null)[] = [];
   const conditions = Object.entries(match).map(([name, value]) => {
     const column = requireColumn(relation, name, 'config.request.match', ACTION);
-    if (value === null || value === undefined) return `l.${ident(column.name)} is null`;
-    values.push(parameterText(value, column));
-    return `l.${ident(column.name)} = $${values.length}::${column.type}`;
+    if (value === null || value === undefined) return sql`${sql.ident('l', column.name)} is null`;
+    return sql`${sql.ident('l', column.name)} = ${parameterText(value, column)}::${catalogType(column.type)}`;
   });
-  const productSql = `l.${ident(product.name)}`;
+  const productColumn = sql.ident('l', product.name);
   let rows: { product: string | null; quantity: string | null; lines: number }[];
   try {
     rows = (
       await client.query<{ product: string | null; quantity: string | null; lines: number }>(
-        `select ${productSql}::text as product, sum(l.${ident(quantity.name)})::text as quantity, count(*)::int as lines
-           from ${relation.sql} as l
-          where ${conditions.join(' and ')}
-          group by ${productSql}
-          order by ${productSql}`,
-        values,
+        compile(
+          sql`select ${productColumn}::text as product, sum(${sql.ident('l', quantity.name)})::text as quantity,
+                     count(*)::int as lines
+                from ${sql.ident(relation.schema, relation.name)} as l
+               where ${sql.join(conditions, sql` and `)}
+               group by ${productColumn}
+               order by ${productColumn}`,
+        ),
       )
     ).rows;
   } catch (error) {
