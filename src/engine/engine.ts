@@ -338,7 +338,7 @@ export class Engine {
       const claim = await claimEvents(client, limit, window.size);
       executor.depthIsSet(CLAIM_DEPTH);
       events = claim.events;
-      const widen = window.claimed(events.length, limit, claim.headFull);
+      const widen = window.claimed(events.length, limit, claim.headFull, claim.beyondShare);
       if (events.length === 0) {
         transaction.open = false;
         await client.query('commit');
