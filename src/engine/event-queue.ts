@@ -22,6 +22,12 @@ import type { CapturedEvent } from './types.js';
 // workflow.waiting_rows() finds them through the partial index events_waiting, and they hold back
 // only the later events of their own row. Dead events hold back nothing, as before.
 //
+// The row key is jsonb, whose hashing and comparison cost about a microsecond an event: so it is
+// hashed once per head event where it can be (grouping into row_runs), the anti join against the
+// waiting rows runs only when some row waits, and only the rows with more than one event in the
+// head (runs_wanted, usually none or a few busy rows) are joined back to the head for their
+// followers, which are then told apart by their row's first event id, a bigint.
+//
 // The head must come from the primary key in id order, not from a scan of the whole table and a
 // sort: the statement is planned for each call (not prepared), so that the plan follows the size of
 // the queue, and the state tests are written as CASEs, whose selectivity the planner takes as a half
@@ -57,22 +63,32 @@ with head as (
 ), ready as (
   select h.id, h.entity_id, h.row_key
     from head h
-   where not exists (select 1 from waiting w
+   where not exists (select 1 from waiting)
+  union all
+  select h.id, h.entity_id, h.row_key
+    from head h
+   where exists (select 1 from waiting)
+     and not exists (select 1 from waiting w
                       where w.entity_id = h.entity_id and w.row_key = h.row_key and w.id < h.id)
+), row_runs as (
+  select min(id) as first_id, count(*) as events from ready group by entity_id, row_key
 ), firsts as (
   select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
          e.created_at, e.attempts, e.rule_id
     from workflow.events e
-   where e.id = any (array(select min(id) from ready group by entity_id, row_key))
+   where e.id = any (array(select first_id from row_runs))
      and case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
    order by e.id
      for update of e skip locked
    limit $2
+), runs_wanted as materialized (
+  select f.id, f.entity_id, f.row_key
+    from firsts f
+   where f.id = any (array(select first_id from row_runs where events > 1))
 ), followers as (
-  select r.id, r.entity_id, r.row_key,
-         1 + row_number() over (partition by r.entity_id, r.row_key order by r.id) as rank
+  select r.id, f.id as first_id, 1 + row_number() over (partition by f.id order by r.id) as rank
     from ready r
-    join firsts f on f.entity_id = r.entity_id and f.row_key = r.row_key and r.id > f.id
+    join runs_wanted f on f.entity_id = r.entity_id and f.row_key = r.row_key and r.id > f.id
 ), runs as (
   select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
          e.created_at, e.attempts, e.rule_id
@@ -82,16 +98,11 @@ with head as (
    order by e.id
      for update of e skip locked
    limit $2
-), marked as (
-  select id, entity_id, row_key, max(rank) as rank, bool_or(locked) as locked
-    from (select id, entity_id, row_key, rank, false as locked from followers
-          union all
-          select id, entity_id, row_key, null, true from runs) m
-   group by id, entity_id, row_key
 ), gaps as (
-  select id, rank, locked,
-         min(id) filter (where not locked) over (partition by entity_id, row_key) as gap
-    from marked
+  select fo.id, fo.rank, r.id is not null as locked,
+         min(fo.id) filter (where r.id is null) over (partition by fo.first_id) as gap
+    from followers fo
+    left join runs r on r.id = fo.id
 ), claimed_ids as (
   select id, rank from (select id, 1::bigint as rank from firsts
                         union all
