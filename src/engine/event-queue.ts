@@ -86,7 +86,7 @@ with head as (
     from firsts f
    where f.id = any (array(select first_id from row_runs where events > 1))
 ), followers as (
-  select r.id, f.id as first_id, 1 + row_number() over (partition by f.id order by r.id) as rank
+  select r.id, f.id as first_id
     from ready r
     join runs_wanted f on f.entity_id = r.entity_id and f.row_key = r.row_key and r.id > f.id
 ), runs as (
@@ -99,10 +99,12 @@ with head as (
      for update of e skip locked
    limit $2
 ), gaps as (
-  select fo.id, fo.rank, r.id is not null as locked,
+  select fo.id, r.id is not null as locked,
+         1 + row_number() over (partition by fo.first_id order by fo.id) as rank,
          min(fo.id) filter (where r.id is null) over (partition by fo.first_id) as gap
     from followers fo
     left join runs r on r.id = fo.id
+   where fo.id <= (select max(id) from runs)
 ), claimed_ids as (
   select id, rank from (select id, 1::bigint as rank from firsts
                         union all
