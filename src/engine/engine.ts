@@ -352,7 +352,13 @@ export class Engine {
       const claim = await claimEvents(client, limit, window.size);
       executor.depthIsSet(CLAIM_DEPTH);
       events = claim.events;
-      const widen = window.claimed(events.length, limit, claim.headFull, claim.beyondShare);
+      const widen = window.claimed({
+        claimed: events.length,
+        limit,
+        headFull: claim.headFull,
+        beyondShare: claim.beyondShare,
+        headUsed: claim.headUsed,
+      });
       if (events.length === 0) {
         transaction.open = false;
         await client.query('commit');

@@ -120,12 +120,14 @@ with head as (
 ), window_state as (
   select (select count(*) from head)::int as head_size,
          (select count(*) from claimed_ids where rank > $3)::int as beyond_share,
+         (select count(*) from head where id <= (select max(id) from claimed_ids))::int as head_used,
          (select version from workflow.rule_set_version)::text as rules_version,
          set_config('rulebook.depth', '${CLAIM_DEPTH}', true) as depth,
          set_config('enable_seqscan', 'off', true) as no_seqscan
 )
 select c.id, c.entity_id, c.operation, c.row_key, c.old_row, c.new_row, c.txid::text as txid, c.actor_id,
-       c.depth, c.created_at, c.attempts, c.rule_id, s.rules_version, s.head_size, s.beyond_share
+       c.depth, c.created_at, c.attempts, c.rule_id, s.rules_version, s.head_size, s.beyond_share,
+       s.head_used
   from window_state s
   left join claimed c on true
  order by c.id`;
@@ -165,6 +167,7 @@ interface EventRow {
   rules_version: string | null;
   head_size: number;
   beyond_share: number;
+  head_used: number;
 }
 
 export interface ExecutionRecord {
@@ -189,6 +192,8 @@ export interface Claim {
    * few rows to fill the batch with, so rows further back may be waiting behind a busy one.
    */
   readonly beyondShare: number;
+  /** How much of the head the claim used: its events up to the last one claimed. */
+  readonly headUsed: number;
 }
 
 /**
@@ -228,6 +233,7 @@ export async function claimEvents(client: pg.ClientBase, limit: number, window: 
     rulesVersion: rows[0]?.rules_version ?? undefined,
     headFull: (rows[0]?.head_size ?? 0) >= Math.max(window, limit),
     beyondShare: rows[0]?.beyond_share ?? 0,
+    headUsed: rows[0]?.head_used ?? 0,
   };
 }
 
