@@ -551,8 +551,28 @@ function backlogKind(step: Step): keyof Backlog {
   return step.variant === GRAPHILE_DEFAULT ? 'slow' : 'fast';
 }
 
+/**
+ * BENCH_ENGINE_ONLY=throughput,matched,hot,latency runs only those parts (to iterate on one; the
+ * report then leaves the others empty); BENCH_ENGINE_MATCHED overrides the matched backlog;
+ * BENCH_ENGINE_STATEMENTS=1 logs pg_stat_statements of every matched run.
+ */
+const PARTS = ['throughput', 'matched', 'hot', 'latency'] as const;
+type Part = (typeof PARTS)[number];
+
+function partsToRun(): ReadonlySet<Part> {
+  const only = process.env.BENCH_ENGINE_ONLY;
+  if (!only) return new Set(PARTS);
+  const wanted = only.split(',').map((part) => part.trim());
+  const unknown = wanted.filter((part) => !(PARTS as readonly string[]).includes(part));
+  if (unknown.length > 0)
+    throw new Error(`BENCH_ENGINE_ONLY: unknown part ${unknown.join(', ')} (known: ${PARTS.join(', ')})`);
+  return new Set(wanted as Part[]);
+}
+
 export async function run(ctx: BenchContext): Promise<BenchSection> {
   const quick = ctx.quick;
+  const parts = partsToRun();
+  const logStatements = process.env.BENCH_ENGINE_STATEMENTS === '1';
   const rounds = quick ? 1 : 3;
   // The slow runs ((b), which runs an action per event, and graphile-worker's defaults, which
   // commit per job) get a smaller backlog, to keep the full run within ten minutes on a small
@@ -584,7 +604,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     ];
     const rulebookRuns: RulebookRun[] = [];
     const graphileRuns: GraphileRun[] = [];
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < (parts.has('throughput') ? rounds : 0); round++) {
       for (const step of rotate(steps, round)) {
         if (step.kind === 'graphile') {
           const result = await graphile.throughput(step.variant, backlog[backlogKind(step)], timeoutMs);
@@ -615,9 +635,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
 
     // Issue 11's goal for matched events: 50,000 events with one create_alert each (the 1,000-rule
     // database: 1,000 rows of each of its 50 tables) against graphile-worker at concurrency 10.
-    const matched = quick ? 2_000 : 50_000;
+    const matched = Number(process.env.BENCH_ENGINE_MATCHED ?? (quick ? 2_000 : 50_000));
     const matchedRuns: { rulebook: RulebookRun; graphile: ThroughputRun }[] = [];
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < (parts.has('matched') ? rounds : 0); round++) {
       const graphileRun = await graphile.throughput(GRAPHILE_C10, matched, timeoutMs * 2);
       const rulebookRun = await rulebookThroughput(
         databases.get(1000)!,
@@ -625,8 +645,15 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         matched,
         round,
         timeoutMs * 2,
-        false,
+        logStatements && databases.get(1000)!.statementsAvailable,
       );
+      for (const statement of rulebookRun.statements ?? []) {
+        ctx.log(
+          `engine: matched statement ${formatInt(statement.calls)} calls, ${formatInt(statement.rows)} rows, ` +
+            `${statement.totalMs.toFixed(0)} ms: ${statement.query}`,
+        );
+      }
+      ctx.log(`engine: matched run CPU: ${JSON.stringify(rulebookRun.run.cpu)}`);
       matchedRuns.push({ rulebook: rulebookRun, graphile: graphileRun });
       ctx.log(
         `engine: round ${round + 1}/${rounds} ${formatInt(matched)} matched events: rulebook ` +
@@ -636,7 +663,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
 
     const hotRuns: HotRun[] = [];
     const hotWorkloads: readonly HotWorkload[] = ['spread', 'hot', 'alone'];
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < (parts.has('hot') ? rounds : 0); round++) {
       for (const workload of rotate(hotWorkloads, round)) {
         const result = await hotRowRun(databases.get(10)!, workload, round, timeoutMs);
         hotRuns.push(result);
@@ -649,7 +676,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
     }
 
     const rulebookLatencies = new Map<string, LatencyStats>();
-    for (const rules of RULE_COUNTS) {
+    for (const rules of parts.has('latency') ? RULE_COUNTS : []) {
       for (const scenario of SCENARIOS) {
         const stats = await rulebookLatency(databases.get(rules)!, scenario, latencyCount, warmup);
         rulebookLatencies.set(`${rules}:${scenario}`, stats);
@@ -660,7 +687,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       }
     }
     const graphileLatencies = new Map<string, LatencyStats>();
-    for (const variant of [GRAPHILE_DEFAULT, GRAPHILE_BATCHED]) {
+    for (const variant of parts.has('latency') ? [GRAPHILE_DEFAULT, GRAPHILE_BATCHED] : []) {
       const stats = await graphile.latency(variant, LATENCY_RATE, latencyCount, warmup);
       graphileLatencies.set(variant.key, stats);
       ctx.log(

@@ -88,6 +88,35 @@ describe('a hot row', () => {
   });
 });
 
+describe('a hot row and one claim loop', () => {
+  it('shares each batch with the rows queued behind it, and keeps its order', async () => {
+    const table = 'stock.bins';
+    await countedTable(table, 61);
+    // The hot row's 500 events are many times the head the loop reads (4 batches of 20): the batches
+    // it claims are full, so only taking a share of each for the hot row and looking further back
+    // lets the 60 rows behind run before the hot row has drained.
+    for (let i = 0; i < 500; i++) await db.query(`update ${table} set n = n + 1 where id = 1`);
+    await db.query(`update ${table} set n = n + 1 where id > 1`);
+
+    const engine = await startEngine(db, { batchSize: 20, concurrency: 1 });
+    try {
+      await waitFor('all 560 events to be handled', async () => (await logged(table)) >= 560, 60_000);
+    } finally {
+      await engine.stop();
+    }
+    expect(await logged(table)).toBe(560);
+    expect(await outOfOrder(table, (id) => (id === 1 ? 500 : 1))).toEqual([]);
+    // Taking the hot row's events first would handle all 500 before any other row.
+    const [progress] = await db.query<{ hot_before_others_done: string }>(
+      `select count(*) as hot_before_others_done from test_log
+        where label = $1 and row_key ->> 'id' = '1'
+          and seq < (select max(seq) from test_log where label = $1 and row_key ->> 'id' <> '1')`,
+      [table],
+    );
+    expect(Number(progress!.hot_before_others_done)).toBeLessThan(150);
+  });
+});
+
 describe('a row waiting for a retry', () => {
   it('at the head of the queue holds back only its own later events', async () => {
     const table = 'stock.shelves';

@@ -30,7 +30,12 @@ export async function startBenchServer(): Promise<BenchServer> {
     server = await startEmbeddedServer({
       dir,
       port: await freePort(),
-      settings: { max_connections: '200', shared_buffers: '256MB' },
+      settings: {
+        max_connections: '200',
+        shared_buffers: '256MB',
+        // BENCH_PG_PRELOAD=pg_stat_statements: per-statement figures for the runs that collect them.
+        ...(process.env.BENCH_PG_PRELOAD ? { shared_preload_libraries: process.env.BENCH_PG_PRELOAD } : {}),
+      },
       onLog: (message) => {
         log.push(...message.trimEnd().split('\n'));
         if (log.length > 200) log.splice(0, log.length - 200);

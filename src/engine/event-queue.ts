@@ -14,11 +14,19 @@ import type { CapturedEvent } from '../model/types.js';
 // events in commit order across any number of daemons, and a busy row (a stock counter) hands a
 // whole run of its events to one transaction instead of one event each. The batch takes the first
 // $3 events of every row before the rest, so that a busy row at the head shares the batch with the
-// rows behind it. (Rows locked but left out of the batch wait for the next claim.)
+// rows behind it, and says how many it took beyond those shares (beyond_share): then the head held
+// too few rows, and the loop widens its window to reach the rows behind the busy one. (Rows locked
+// but left out of the batch wait for the next claim.)
 //
 // Events waiting for a retry are not in the head (they would fill it and stall every other row);
 // workflow.waiting_rows() finds them through the partial index events_waiting, and they hold back
 // only the later events of their own row. Dead events hold back nothing, as before.
+//
+// The row key is jsonb, whose hashing and comparison cost about a microsecond an event: so it is
+// hashed once per head event where it can be (grouping into row_runs), the anti join against the
+// waiting rows runs only when some row waits, and only the rows with more than one event in the
+// head (runs_wanted, usually none or a few busy rows) are joined back to the head for their
+// followers, which are then told apart by their row's first event id, a bigint.
 //
 // The head must come from the primary key in id order, not from a scan of the whole table and a
 // sort: the statement is planned for each call (not prepared), so that the plan follows the size of
@@ -26,6 +34,16 @@ import type { CapturedEvent } from '../model/types.js';
 // rather than from statistics that may say no event is pending (gathered when the queue was empty).
 // The outer select returns one row even when nothing is claimed, to report whether the head filled
 // the window (then more may lie beyond it). It also sets rulebook.depth (CLAIM_DEPTH).
+//
+// And it turns sequential scans off for the rest of the transaction, for the plans that the
+// statements after it make and keep for the life of the connection: above all those of the foreign
+// key checks (alert_recipients -> alerts, delivery payloads -> deliveries, ...), which PostgreSQL
+// plans at their first use in a session and then reuses. Made while a table is tiny (emptied and
+// vacuumed, as retention or a fresh install leaves it), that plan is a sequential scan, and each
+// check then reads the whole table as it grows: measured, 100 alerts written in 7 ms at first and
+// in 1.8 s after 40,000 (50,000 matched events: 0.75x graphile-worker at concurrency 10 in the same
+// run; with index plans, 2.5x). A batch's statements look up rows by key; none wants a sequential scan of a queue or an
+// effects table, and where no index serves a query, PostgreSQL still scans.
 /**
  * The depth the claim sets for the rest of its transaction (rulebook.depth, which the capture
  * trigger stamps on the changes that actions make): that of actions run for an application's own
@@ -45,22 +63,32 @@ with head as (
 ), ready as (
   select h.id, h.entity_id, h.row_key
     from head h
-   where not exists (select 1 from waiting w
+   where not exists (select 1 from waiting)
+  union all
+  select h.id, h.entity_id, h.row_key
+    from head h
+   where exists (select 1 from waiting)
+     and not exists (select 1 from waiting w
                       where w.entity_id = h.entity_id and w.row_key = h.row_key and w.id < h.id)
+), row_runs as (
+  select min(id) as first_id, count(*) as events from ready group by entity_id, row_key
 ), firsts as (
   select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
          e.created_at, e.attempts, e.rule_id
     from workflow.events e
-   where e.id = any (array(select min(id) from ready group by entity_id, row_key))
+   where e.id = any (array(select first_id from row_runs))
      and case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
    order by e.id
      for update of e skip locked
    limit $2
+), runs_wanted as materialized (
+  select f.id, f.entity_id, f.row_key
+    from firsts f
+   where f.id = any (array(select first_id from row_runs where events > 1))
 ), followers as (
-  select r.id, r.entity_id, r.row_key,
-         1 + row_number() over (partition by r.entity_id, r.row_key order by r.id) as rank
+  select r.id, f.id as first_id
     from ready r
-    join firsts f on f.entity_id = r.entity_id and f.row_key = r.row_key and r.id > f.id
+    join runs_wanted f on f.entity_id = r.entity_id and f.row_key = r.row_key and r.id > f.id
 ), runs as (
   select e.id, e.entity_id, e.operation, e.row_key, e.old_row, e.new_row, e.txid, e.actor_id, e.depth,
          e.created_at, e.attempts, e.rule_id
@@ -70,20 +98,17 @@ with head as (
    order by e.id
      for update of e skip locked
    limit $2
-), marked as (
-  select id, entity_id, row_key, max(rank) as rank, bool_or(locked) as locked
-    from (select id, entity_id, row_key, rank, false as locked from followers
-          union all
-          select id, entity_id, row_key, null, true from runs) m
-   group by id, entity_id, row_key
 ), gaps as (
-  select id, rank, locked,
-         min(id) filter (where not locked) over (partition by entity_id, row_key) as gap
-    from marked
+  select fo.id, r.id is not null as locked,
+         1 + row_number() over (partition by fo.first_id order by fo.id) as rank,
+         min(fo.id) filter (where r.id is null) over (partition by fo.first_id) as gap
+    from followers fo
+    left join runs r on r.id = fo.id
+   where fo.id <= (select max(id) from runs)
 ), claimed_ids as (
-  select id from (select id, 1::bigint as rank from firsts
-                  union all
-                  select id, rank from gaps where locked and (gap is null or id < gap)) l
+  select id, rank from (select id, 1::bigint as rank from firsts
+                        union all
+                        select id, rank from gaps where locked and (gap is null or id < gap)) l
    order by rank > $3, id
    limit $2
 ), claimed as (
@@ -94,11 +119,15 @@ with head as (
   delete from workflow.events e using claimed where e.id = claimed.id
 ), window_state as (
   select (select count(*) from head)::int as head_size,
+         (select count(*) from claimed_ids where rank > $3)::int as beyond_share,
+         (select count(*) from head where id <= (select max(id) from claimed_ids))::int as head_used,
          (select version from workflow.rule_set_version)::text as rules_version,
-         set_config('rulebook.depth', '${CLAIM_DEPTH}', true) as depth
+         set_config('rulebook.depth', '${CLAIM_DEPTH}', true) as depth,
+         set_config('enable_seqscan', 'off', true) as no_seqscan
 )
 select c.id, c.entity_id, c.operation, c.row_key, c.old_row, c.new_row, c.txid::text as txid, c.actor_id,
-       c.depth, c.created_at, c.attempts, c.rule_id, s.rules_version, s.head_size
+       c.depth, c.created_at, c.attempts, c.rule_id, s.rules_version, s.head_size, s.beyond_share,
+       s.head_used
   from window_state s
   left join claimed c on true
  order by c.id`;
@@ -137,6 +166,8 @@ interface EventRow {
   rule_id: string | null;
   rules_version: string | null;
   head_size: number;
+  beyond_share: number;
+  head_used: number;
 }
 
 export interface ExecutionRecord {
@@ -156,6 +187,13 @@ export interface Claim {
   readonly rulesVersion: string | undefined;
   /** The head filled the window: ready events lie beyond what this claim looked at. */
   readonly headFull: boolean;
+  /**
+   * Events the claim took beyond a row's share of the batch (its first quarter): the head held too
+   * few rows to fill the batch with, so rows further back may be waiting behind a busy one.
+   */
+  readonly beyondShare: number;
+  /** How much of the head the claim used: its events up to the last one claimed. */
+  readonly headUsed: number;
 }
 
 /**
@@ -194,6 +232,8 @@ export async function claimEvents(client: pg.ClientBase, limit: number, window: 
     events,
     rulesVersion: rows[0]?.rules_version ?? undefined,
     headFull: (rows[0]?.head_size ?? 0) >= Math.max(window, limit),
+    beyondShare: rows[0]?.beyond_share ?? 0,
+    headUsed: rows[0]?.head_used ?? 0,
   };
 }
 
