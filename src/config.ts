@@ -57,6 +57,19 @@ export interface Config {
   };
   /** RULEBOOK_RETAIN_*: how long the maintenance job keeps rows, in milliseconds; null keeps them forever. */
   readonly retention: RetentionAges;
+  /** How changes reach workflow.events (docs/capture-wal.md). */
+  readonly capture: CaptureConfig;
+}
+
+export interface CaptureConfig {
+  /** RULEBOOK_CAPTURE: 'triggers' (row triggers, the default) or 'wal' (a logical replication slot). */
+  readonly mode: 'triggers' | 'wal';
+  /** RULEBOOK_WAL_SLOT: the slot WAL mode reads; by default rulebook_<database>. */
+  readonly walSlot: string | undefined;
+  /** RULEBOOK_WAL_BATCH_SIZE: changes appended to workflow.events per transaction. */
+  readonly walBatchSize: number;
+  /** RULEBOOK_WAL_RETRY_MS: how often a daemon tries to become the reader, or restarts a failed stream. */
+  readonly walRetryMs: number;
 }
 
 export interface RetentionAges {
@@ -160,6 +173,25 @@ function parseRetention(name: string, value: string | undefined, fallbackMs: num
     );
   }
   return ms;
+}
+
+function parseCapture(env: NodeJS.ProcessEnv): CaptureConfig {
+  const mode = env.RULEBOOK_CAPTURE?.trim() || 'triggers';
+  if (mode !== 'triggers' && mode !== 'wal') {
+    throw new ConfigError(`RULEBOOK_CAPTURE must be "triggers" (the default) or "wal", got "${mode}"`);
+  }
+  const walSlot = env.RULEBOOK_WAL_SLOT?.trim() || undefined;
+  if (walSlot !== undefined && !/^[a-z0-9_]{1,63}$/.test(walSlot)) {
+    throw new ConfigError(
+      `RULEBOOK_WAL_SLOT must be 1 to 63 lower-case letters, digits and underscores (a replication slot name), got "${walSlot}"`,
+    );
+  }
+  return Object.freeze({
+    mode,
+    walSlot,
+    walBatchSize: parsePositiveInt('RULEBOOK_WAL_BATCH_SIZE', env.RULEBOOK_WAL_BATCH_SIZE, 2000),
+    walRetryMs: parsePositiveInt('RULEBOOK_WAL_RETRY_MS', env.RULEBOOK_WAL_RETRY_MS, 2000),
+  });
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -276,5 +308,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       ),
       scheduleTicksMs,
     }),
+    capture: parseCapture(env),
   });
 }

@@ -27,6 +27,8 @@ export async function openDatabase(config: Config, onLog?: (message: string) => 
     dir: config.dataDir,
     port: config.embeddedPort,
     systemDir: config.embeddedSystemDir,
+    // WAL capture reads a logical replication slot, which needs wal_level=logical.
+    settings: config.capture.mode === 'wal' ? { wal_level: 'logical' } : undefined,
     onLog,
   });
   try {

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
 import { viewPollMetrics } from '../views/view-poll-metrics.js';
+import { readSlotLag, slotLagMetrics, type SlotLag } from '../capture/wal/slot-lag.js';
 import { sendJson } from './respond.js';
 import { StaffApi, type StaffApiOptions } from './staff-api.js';
 
@@ -84,6 +85,7 @@ export class HttpServer {
     const engine = this.options.engine;
     let database: { ok: boolean; error?: string } = { ok: true };
     let backlog: { pending: number; dead: number; oldest_seconds: number | null } | undefined;
+    let walSlot: SlotLag | undefined;
     try {
       const { rows } = await this.options.pool.query<{
         pending: string;
@@ -96,6 +98,7 @@ export class HttpServer {
       );
       const row = rows[0]!;
       backlog = { pending: Number(row.pending), dead: Number(row.dead), oldest_seconds: row.oldest };
+      walSlot = await readSlotLag(this.options.pool);
     } catch (error) {
       database = { ok: false, error: (error as Error).message };
     }
@@ -135,6 +138,11 @@ export class HttpServer {
           }
         : { running: false, disabled: true },
       events: backlog ? { ...backlog, max_pending_age_seconds: maxPendingAge } : null,
+      // The slot of RULEBOOK_CAPTURE=wal (docs/capture-wal.md): WAL it holds unconfirmed, whether a
+      // daemon reads it. A slot nobody reads keeps the server's WAL growing.
+      ...(walSlot
+        ? { wal_capture: { slot: walSlot.slot, active: walSlot.active, lag_bytes: walSlot.lagBytes } }
+        : {}),
     });
   }
 
@@ -160,6 +168,7 @@ export class HttpServer {
     ];
     parts.push(lines.join('\n') + '\n');
     parts.push(await viewPollMetrics(this.options.pool));
+    parts.push(await slotLagMetrics(this.options.pool));
     response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     response.end(parts.join(''));
   }
