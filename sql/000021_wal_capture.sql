@@ -245,7 +245,8 @@ $$;
 -- Appends a batch of decoded changes, in stream order, to workflow.events; returns how many events
 -- were written. Each element of p_changes: l (commit LSN), s (position in the transaction), x
 -- (xid), t (commit time), r (relation oid), o ('I', 'U' or 'D'), n and d (new and old row, column
--- -> text). Changes at or before the slot's progress are skipped, the rest filtered by the entity's
+-- -> text), p and a (the chain depth and actor the transaction declared in a logical decoding
+-- message, src/capture/wal/wal-context.ts; the WAL holds no session settings). Changes at or before the slot's progress are skipped, the rest filtered by the entity's
 -- generated capture filters (the same functions as the triggers' WHEN clauses) and appended, and
 -- the progress moves to the last change, all in the caller's transaction.
 create function workflow.append_wal_changes(p_slot text, p_changes jsonb) returns integer
@@ -284,17 +285,20 @@ begin
      where i.indrelid = v_entity.relation and i.indisprimary;
     continue when v_key_new is null;
     execute format($q$
-      insert into workflow.events (entity_id, aggregate_type, operation, row_key, old_row, new_row, txid, created_at)
+      insert into workflow.events (entity_id, aggregate_type, operation, row_key, old_row, new_row, txid, created_at,
+                                   depth, actor_id)
       select %1$L, %2$L, r.operation,
              case r.operation when 'on_delete' then %3$s else %4$s end,
-             r.old_row, r.new_row, r.txid, r.created_at
+             r.old_row, r.new_row, r.txid, r.created_at, r.depth, r.actor_id
         from (select ch.ord,
                      case ch.v ->> 'o' when 'I' then 'on_create' when 'U' then 'on_update' else 'on_delete' end as operation,
                      case when ch.v ->> 'o' in ('U', 'D') then (select %5$s from (select ch.v -> 'd' as d) s) end as old_row,
                      case when ch.v ->> 'o' in ('I', 'U') then (select %6$s from (select ch.v -> 'n' as n) s) end as new_row,
                      ((((%7$s::bigint >> 32) - case when (ch.v ->> 'x')::bigint > (%7$s::bigint & 4294967295) then 1 else 0 end) << 32)
                       | (ch.v ->> 'x')::bigint)::text::xid8 as txid,
-                     (ch.v ->> 't')::timestamptz as created_at
+                     (ch.v ->> 't')::timestamptz as created_at,
+                     coalesce((ch.v ->> 'p')::int, 0) as depth,
+                     nullif(ch.v ->> 'a', '') as actor_id
                 from jsonb_array_elements($1) with ordinality as ch (v, ord)
                where (ch.v ->> 'r')::oid = %8$s
                  and ($2::pg_lsn is null

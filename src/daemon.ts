@@ -122,6 +122,7 @@ export async function startDaemon(
       logger,
       daemonId,
       ...config.engine,
+      captureMode: config.capture.mode,
       clock: options.clock,
     });
     await engine.start();

@@ -5,7 +5,8 @@ import { WalCapture } from '../src/capture/wal/wal-capture.js';
 import { WalReader } from '../src/capture/wal/wal-reader.js';
 import { createLogger } from '../src/logger.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { ensureDba } from './support/rules.js';
+import { startEngine } from './support/engine.js';
+import { createRule, ensureDba } from './support/rules.js';
 import { waitFor } from './support/wait.js';
 
 // RULEBOOK_CAPTURE=wal (docs/capture-wal.md): what a DBA sees in workflow.events when changes are
@@ -250,6 +251,56 @@ describe('WAL capture', () => {
               exists (select from pg_publication_tables where pubname = 'rulebook_capture' and tablename = 'items') as published`,
     );
     expect(after).toEqual({ identity: 'd', published: false });
+  });
+
+  it("takes the chain depth and the actor from the transaction's logical decoding messages", async () => {
+    await db.query('delete from workflow.events');
+    await db.withClient(async (client) => {
+      await client.query('begin');
+      await client.query(`insert into sales.orders (id, status) values (30, 'new')`);
+      await client.query(`select pg_logical_emit_message(true, 'rulebook.depth', '3')`);
+      await client.query(`select pg_logical_emit_message(true, 'rulebook.actor_id', 'alice')`);
+      await client.query(`insert into sales.orders (id, status) values (31, 'new')`);
+      await client.query('commit');
+    });
+    await caughtUp();
+    const rows = await events();
+    expect(rows.map((e) => [(e.row_key as { id: number }).id, e.depth, e.actor_id])).toEqual([
+      [30, 0, null],
+      [31, 3, 'alice'],
+    ]);
+  });
+
+  it('the engine declares its chain depth, so changes made by rules are one level deeper', async () => {
+    await db.query('delete from workflow.events');
+    await db.query(`create table sales.chain (id int primary key, step int not null default 0)`);
+    await createRule(db, {
+      name: 'first step',
+      entity: 'sales.chain',
+      trigger: 'on_create',
+      actions: [{ name: 'step', config: { action_type: 'update_field', field: 'step', value: 1 } }],
+    });
+    const second = await createRule(db, {
+      name: 'second step',
+      entity: 'sales.chain',
+      trigger: 'on_update',
+      conditions: [{ field_name: 'step', operator: 'changed' }],
+    });
+    const engine = await startEngine(db, { captureMode: 'wal' });
+    try {
+      await db.query(`insert into sales.chain (id) values (1)`);
+      const [execution] = await waitFor('the second rule to run', () =>
+        db
+          .query<{ depth: string }>(
+            `select trigger_data ->> 'depth' as depth from workflow.automation_executions where automation_rules_id = $1`,
+            [second],
+          )
+          .then((rows) => (rows.length > 0 ? rows : undefined)),
+      );
+      expect(execution!.depth).toBe('1');
+    } finally {
+      await engine.stop();
+    }
   });
 
   it('appends a change once when the reader stops between the commit of its batch and the confirmation', async () => {

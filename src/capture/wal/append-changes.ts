@@ -16,6 +16,10 @@ export interface WalChange {
   readonly o: 'I' | 'U' | 'D';
   readonly n?: TextRow;
   readonly d?: TextRow;
+  /** The chain depth the transaction declared (wal-context.ts); 0 without one. */
+  readonly p?: number;
+  /** The actor the transaction declared; null without one. */
+  readonly a?: string;
 }
 
 const APPEND = 'select workflow.append_wal_changes($1, $2::jsonb) as events';

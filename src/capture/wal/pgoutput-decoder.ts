@@ -33,6 +33,13 @@ export type WalMessage =
       readonly missing: readonly string[];
     }
   | { readonly tag: 'delete'; readonly relation: WalRelation; readonly old: TextRow }
+  /** pg_logical_emit_message(transactional, prefix, content). */
+  | {
+      readonly tag: 'message';
+      readonly transactional: boolean;
+      readonly prefix: string;
+      readonly content: string;
+    }
   | { readonly tag: 'other'; readonly type: string };
 
 /** Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01. */
@@ -108,8 +115,14 @@ export class PgOutputDecoder {
           throw new Error(`pgoutput: a delete of ${name(relation)} without an old row (${next})`);
         return { tag: 'delete', relation, old: complete(readTuple(reader, relation), null, []) };
       }
+      case 'M': {
+        const transactional = (reader.int8() & 1) === 1;
+        reader.skip(8); // the message's LSN
+        const prefix = reader.string();
+        return { tag: 'message', transactional, prefix, content: reader.text(reader.int32()) };
+      }
       default:
-        // Origin, Type, Truncate and logical decoding messages: nothing rulebook captures.
+        // Origin, Type and Truncate: nothing rulebook captures.
         return { tag: 'other', type };
     }
   }
@@ -169,6 +182,9 @@ class BufferReader {
   }
   char(): string {
     return String.fromCharCode(this.#buffer.readUInt8(this.#offset++));
+  }
+  int8(): number {
+    return this.#buffer.readUInt8(this.#offset++);
   }
   expect(expected: string, message: string): void {
     const tag = this.char();

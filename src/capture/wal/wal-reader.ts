@@ -5,6 +5,7 @@ import { appendChanges, type WalChange } from './append-changes.js';
 import { CAPTURE_PUBLICATION } from './capture-slot.js';
 import type { WalMessage, WalRelation } from './pgoutput-decoder.js';
 import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
+import { readContextMessage } from './wal-context.js';
 
 export interface WalReaderOptions {
   readonly databaseUrl: string;
@@ -40,7 +41,8 @@ export class WalReader {
   readonly #queue: QueueItem[] = [];
   #draining = false;
   #pending: WalChange[] = [];
-  #transaction: { commitLsn: string; xid: number; time: string; seq: number } | undefined;
+  #transaction:
+    { commitLsn: string; xid: number; time: string; seq: number; depth?: number; actor?: string } | undefined;
   /** Everything before this position is in #pending or appended. */
   #safeLsn: bigint = 0n;
   #confirmedLsn: bigint = 0n;
@@ -126,6 +128,8 @@ export class WalReader {
           o: message.tag === 'insert' ? 'I' : message.tag === 'update' ? 'U' : 'D',
           ...(message.tag !== 'delete' ? { n: message.new } : {}),
           ...(message.tag !== 'insert' && message.old ? { d: message.old } : {}),
+          ...(transaction.depth !== undefined ? { p: transaction.depth } : {}),
+          ...(transaction.actor !== undefined ? { a: transaction.actor } : {}),
         };
         if (message.tag === 'update' && message.missing.length > 0) {
           this.#warnOnce(
@@ -136,6 +140,11 @@ export class WalReader {
         }
         this.#pending.push(change);
         if (this.#pending.length >= this.#options.batchSize) await this.#flush();
+        return;
+      }
+      case 'message': {
+        const context = this.#transaction && message.transactional ? readContextMessage(message) : undefined;
+        if (context) Object.assign(this.#transaction!, context);
         return;
       }
       case 'commit':
