@@ -34,6 +34,10 @@ export async function appendChanges(
   changes: readonly WalChange[],
 ): Promise<number> {
   const client = await pool.connect();
+  // A connection ended by the server while checked out (PostgreSQL shutting down) emits 'error'
+  // besides failing the query; the failed query is what the reader acts on.
+  const ignore = () => undefined;
+  client.on('error', ignore);
   try {
     // One statement is its own transaction: the function writes the events and the progress row.
     const { rows } = await client.query<{ events: number }>({
@@ -43,6 +47,7 @@ export async function appendChanges(
     });
     return rows[0]!.events;
   } finally {
+    client.removeListener('error', ignore);
     client.release();
   }
 }

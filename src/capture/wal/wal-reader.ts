@@ -61,6 +61,8 @@ export class WalReader {
       this.#queue.push({ kind: 'data', message });
       void this.#drain();
     });
+    // Kept for the reader's whole life: an 'error' without a listener would be thrown.
+    this.#service.on('error', (error: Error) => this.#failure?.(error));
     this.#service.on('heartbeat', (lsn: string, _timestamp: number, respond: boolean) => {
       this.#queue.push({ kind: 'heartbeat', lsn, respond });
       void this.#drain();
@@ -71,8 +73,8 @@ export class WalReader {
   async read(): Promise<void> {
     const failed = new Promise<never>((_resolve, reject) => {
       this.#failure = reject;
-      this.#service.on('error', (error: Error) => reject(error));
     });
+    failed.catch(() => undefined);
     const plugin = new TextPgoutputPlugin(CAPTURE_PUBLICATION);
     // '0/0': start where the slot was last confirmed.
     await Promise.race([this.#service.subscribe(plugin as never, this.#options.slot, '0/0'), failed]);
@@ -81,7 +83,7 @@ export class WalReader {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#service.destroy();
+    await this.#service.stop();
   }
 
   async #drain(): Promise<void> {
