@@ -303,7 +303,10 @@ begin
                where (ch.v ->> 'r')::oid = %8$s
                  and ($2::pg_lsn is null
                       or (ch.v ->> 'l')::pg_lsn > $2
-                      or ((ch.v ->> 'l')::pg_lsn = $2 and (ch.v ->> 's')::int > $3))) r
+                      or ((ch.v ->> 'l')::pg_lsn = $2 and (ch.v ->> 's')::int > $3))
+              -- Keeps the subquery from being pulled up, which would build each row's jsonb once
+              -- for every reference below (measured: 2.5x slower).
+              offset 0) r
        where case r.operation
                when 'on_create' then workflow.%9$I(jsonb_populate_record(null::%12$s, r.new_row))
                when 'on_update' then workflow.%10$I(jsonb_populate_record(null::%12$s, r.old_row),

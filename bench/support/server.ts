@@ -30,7 +30,8 @@ export async function startBenchServer(): Promise<BenchServer> {
     server = await startEmbeddedServer({
       dir,
       port: await freePort(),
-      settings: { max_connections: '200', shared_buffers: '256MB' },
+      // wal_level=logical for bench/capture-wal.ts' replication slot.
+      settings: { max_connections: '200', shared_buffers: '256MB', wal_level: 'logical' },
       onLog: (message) => {
         log.push(...message.trimEnd().split('\n'));
         if (log.length > 200) log.splice(0, log.length - 200);

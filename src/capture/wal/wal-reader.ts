@@ -38,7 +38,10 @@ type QueueItem =
 export class WalReader {
   readonly #options: WalReaderOptions;
   readonly #service: LogicalReplicationService;
-  readonly #queue: QueueItem[] = [];
+  // A queue read from #head: Array.shift() copies the array, and one large transaction queues
+  // hundreds of thousands of messages.
+  #queue: QueueItem[] = [];
+  #head = 0;
   #draining = false;
   #pending: WalChange[] = [];
   #transaction:
@@ -90,8 +93,13 @@ export class WalReader {
     if (this.#draining) return;
     this.#draining = true;
     try {
-      let item: QueueItem | undefined;
-      while (!this.#stopped && (item = this.#queue.shift())) {
+      while (!this.#stopped && this.#head < this.#queue.length) {
+        const item = this.#queue[this.#head]!;
+        this.#queue[this.#head++] = undefined as never;
+        if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+          this.#queue = this.#queue.slice(this.#head);
+          this.#head = 0;
+        }
         if (item.kind === 'data') await this.#handle(item.message);
         else await this.#heartbeat(item.lsn, item.respond);
       }
@@ -153,7 +161,7 @@ export class WalReader {
         this.#transaction = undefined;
         this.#safeLsn = maxLsn(this.#safeLsn, parseLsn(message.endLsn));
         if (this.#pending.length === 0) this.#confirm(this.#safeLsn);
-        else if (this.#queue.length === 0) await this.#flush();
+        else if (this.#head >= this.#queue.length) await this.#flush();
         return;
       default:
         return;
