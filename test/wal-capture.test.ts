@@ -3,9 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leaveWalMode } from '../src/capture/wal/capture-mode.js';
 import { WalCapture } from '../src/capture/wal/wal-capture.js';
 import { WalReader } from '../src/capture/wal/wal-reader.js';
+import { checkWalRequirements } from '../src/capture/wal/wal-requirements.js';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';
+import { startHttp } from './support/staff.js';
 import { createRule, ensureDba } from './support/rules.js';
 import { waitFor } from './support/wait.js';
 
@@ -394,6 +397,46 @@ describe('WAL capture', () => {
     expect(summary).toEqual({ rows: 10_000, ordered: true });
     const [counted] = await db.query<{ n: number }>('select count(*)::int as n from workflow.events');
     expect(counted!.n).toBe(20_000);
+  });
+
+  it('shows the slot and its lag in /metrics and /healthz', async () => {
+    const { server, base } = await startHttp(db);
+    try {
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toMatch(/^rulebook_wal_capture_slot_lag_bytes \d+/m);
+      expect(metrics).toMatch(/^rulebook_wal_capture_slot_active 1$/m);
+      const health = (await (await fetch(`${base}/healthz`)).json()) as {
+        wal_capture?: { slot: string; active: boolean; lag_bytes: number };
+      };
+      const [settings] = await db.query<{ slot_name: string }>(
+        'select slot_name from workflow.capture_settings',
+      );
+      expect(health.wal_capture).toMatchObject({ slot: settings!.slot_name, active: true });
+      expect(typeof health.wal_capture!.lag_bytes).toBe('number');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('says what to set when the role may not replicate, and refuses an unknown mode', async () => {
+    await db.withClient(async (client) => {
+      const role = `wal_test_${db.name}`;
+      await client.query(`create role ${role} nologin`);
+      try {
+        await client.query(`set role ${role}`);
+        await expect(checkWalRequirements(client)).rejects.toThrow(
+          `role ${role} may not replicate; WAL capture needs ALTER ROLE ${role} REPLICATION`,
+        );
+      } finally {
+        await client.query('reset role');
+        await client.query(`drop role ${role}`);
+      }
+    });
+    expect(() => loadConfig({ RULEBOOK_CAPTURE: 'logical' })).toThrow(ConfigError);
+    expect(() => loadConfig({ RULEBOOK_CAPTURE: 'logical' })).toThrow(
+      'RULEBOOK_CAPTURE must be "triggers" (the default) or "wal", got "logical"',
+    );
+    expect(loadConfig({}).capture.mode).toBe('triggers');
   });
 
   it('gives tables back to their triggers and drops the slot when the mode is turned off', async () => {
