@@ -263,15 +263,16 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       const runs = bulkRuns.filter((run) => run.op === op);
       // A time: the ratio is base / wal, so that above 1 is faster, as for throughput.
       const ratio = 1 / ratioOf(runs, (run) => run.seconds);
+      const deferred = 1 / ratioOf(runs, (run) => run.seconds, 'deferred');
       const time = (variant: Variant) =>
         median(runs.filter((r) => r.variant === variant).map((r) => r.seconds));
       rows.push([
         `100,000-row ${op.toUpperCase()}, one statement`,
         formatSeconds(time('base')),
-        formatSeconds(time('wal')),
-        formatRatio(ratio),
+        `${formatSeconds(time('wal'))} (${formatRatio(ratio)})`,
+        `${formatSeconds(time('deferred'))} (${formatRatio(deferred)})`,
         formatInt(median(runs.filter((r) => r.variant === 'wal').map((r) => r.events))),
-        ratio >= 0.9 ? 'met' : 'missed',
+        `${ratio >= 0.9 ? 'met' : 'missed'} / ${deferred >= 0.9 ? 'met' : 'missed'}`,
       ]);
     }
     const readerRows = (['update', 'insert'] as const).map((op) => {
@@ -297,14 +298,18 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         `is what the writer itself pays. Goal: >= 0.9x of no capture on every workload (issue 11). ` +
         `${minutes.toFixed(1)} minutes.`,
       '',
-      markdownTable(['workload', 'no capture', 'WAL capture', 'ratio', 'events appended', '>= 0.9x'], rows, [
-        'left',
-        'right',
-        'right',
-        'right',
-        'right',
-        'left',
-      ]),
+      markdownTable(
+        [
+          'workload',
+          'no capture',
+          'WAL, reader running',
+          'WAL, reader after',
+          'events appended',
+          '>= 0.9x (running / after)',
+        ],
+        rows,
+        ['left', 'right', 'right', 'right', 'right', 'left'],
+      ),
       '',
       'The WAL reader: how long after its start, following one 100,000-row statement written while ' +
         'it was stopped, its events were all appended and confirmed (median), while nothing else ran.',
