@@ -79,6 +79,13 @@ describe('a daemon killed with SIGKILL', () => {
     for (const daemon of daemons) daemon.child.kill('SIGKILL');
     await Promise.all(daemons.map((daemon) => daemon.exited()));
     if (db) {
+      // A killed reader's walsender may hold its slot for a moment after the process is gone.
+      await waitFor('the slot to be released', async () => {
+        const rows = await db.query(
+          `select 1 from pg_replication_slots where database = current_database() and active`,
+        );
+        return rows.length === 0;
+      });
       await db.withClient((client) => leaveWalMode(client, logger));
       await db.query(
         `select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = current_database()`,
