@@ -20,6 +20,7 @@ import { startBenchServer } from './support/server.js';
 
 const MODULES: Record<string, () => Promise<BenchModule>> = {
   capture: () => import('./capture.js'),
+  'capture-wal': () => import('./capture-wal.js'),
   engine: () => import('./engine.js'),
   retention: () => import('./retention.js'),
   'outbox-shape': () => import('./outbox-shape.js'),

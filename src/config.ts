@@ -57,6 +57,19 @@ export interface Config {
   };
   /** RULEBOOK_RETAIN_*: how long the maintenance job keeps rows, in milliseconds; null keeps them forever. */
   readonly retention: RetentionAges;
+  /** How changes reach workflow.events (docs/capture-wal.md). */
+  readonly capture: CaptureConfig;
+}
+
+export interface CaptureConfig {
+  /** RULEBOOK_CAPTURE: 'triggers' (row triggers, the default) or 'wal' (a logical replication slot). */
+  readonly mode: 'triggers' | 'wal';
+  /** RULEBOOK_WAL_SLOT: the slot WAL mode reads; by default rulebook_<database>. */
+  readonly walSlot: string | undefined;
+  /** RULEBOOK_WAL_BATCH_SIZE: changes appended to workflow.events per transaction. */
+  readonly walBatchSize: number;
+  /** RULEBOOK_WAL_RETRY_MS: how often a daemon tries to become the reader, or restarts a failed stream. */
+  readonly walRetryMs: number;
 }
 
 export interface RetentionAges {
@@ -274,6 +287,31 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
     help: 'how often a daemon records itself in workflow.daemons; `rulebook status` shows it as gone after 3 intervals without one',
     doc: 'how often a daemon records itself in `workflow.daemons`; `rulebook status` shows it as gone after 3 intervals without a heartbeat',
   },
+  {
+    name: 'RULEBOOK_CAPTURE',
+    default: 'triggers',
+    help: 'how changes are captured: `triggers` (row triggers) or `wal` (a logical replication slot; needs wal_level=logical and a role that may replicate)',
+    doc: "`triggers` (row triggers) or `wal` (one daemon reads a logical replication slot; needs `wal_level=logical` and a role that may replicate: [capture-wal.md](capture-wal.md)); trigger mode drops a former WAL mode's slot",
+  },
+  {
+    name: 'RULEBOOK_WAL_SLOT',
+    default: undefined,
+    unset: '`rulebook_<database>`',
+    help: 'the replication slot WAL mode reads',
+    doc: 'the replication slot WAL mode reads',
+  },
+  {
+    name: 'RULEBOOK_WAL_BATCH_SIZE',
+    default: '2000',
+    help: 'WAL mode: changes appended to workflow.events per transaction',
+    doc: 'WAL mode: changes appended to `workflow.events` per transaction',
+  },
+  {
+    name: 'RULEBOOK_WAL_RETRY_MS',
+    default: '2000',
+    help: "WAL mode: how often a daemon tries to become the slot's reader, and how soon a failed stream starts again",
+    doc: "WAL mode: how often a daemon tries to become the slot's reader, and how soon a failed stream starts again",
+  },
 ] satisfies Setting[]);
 
 export class ConfigError extends Error {
@@ -368,6 +406,25 @@ function parseRetention(name: string, value: string | undefined, fallbackMs: num
     );
   }
   return ms;
+}
+
+function parseCapture(env: NodeJS.ProcessEnv): CaptureConfig {
+  const mode = env.RULEBOOK_CAPTURE?.trim() || 'triggers';
+  if (mode !== 'triggers' && mode !== 'wal') {
+    throw new ConfigError(`RULEBOOK_CAPTURE must be "triggers" (the default) or "wal", got "${mode}"`);
+  }
+  const walSlot = env.RULEBOOK_WAL_SLOT?.trim() || undefined;
+  if (walSlot !== undefined && !/^[a-z0-9_]{1,63}$/.test(walSlot)) {
+    throw new ConfigError(
+      `RULEBOOK_WAL_SLOT must be 1 to 63 lower-case letters, digits and underscores (a replication slot name), got "${walSlot}"`,
+    );
+  }
+  return Object.freeze({
+    mode,
+    walSlot,
+    walBatchSize: parsePositiveInt('RULEBOOK_WAL_BATCH_SIZE', env.RULEBOOK_WAL_BATCH_SIZE, 2000),
+    walRetryMs: parsePositiveInt('RULEBOOK_WAL_RETRY_MS', env.RULEBOOK_WAL_RETRY_MS, 2000),
+  });
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -484,5 +541,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       ),
       scheduleTicksMs,
     }),
+    capture: parseCapture(env),
   });
 }

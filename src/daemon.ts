@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import os from 'node:os';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -14,6 +15,8 @@ import type { Logger } from './logger.js';
 import { MaintenanceJobs } from './scheduler/maintenance.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { ViewPoller } from './views/view-poller.js';
+import { leaveWalMode } from './capture/wal/capture-mode.js';
+import { WalCapture } from './capture/wal/wal-capture.js';
 
 export interface DaemonOptions {
   readonly http: boolean;
@@ -30,6 +33,8 @@ export interface RunningDaemon {
   readonly views: ViewPoller;
   readonly http: HttpServer | undefined;
   readonly database: Database;
+  /** Set in RULEBOOK_CAPTURE=wal. */
+  readonly walCapture: WalCapture | undefined;
   stop(): Promise<void>;
 }
 
@@ -88,11 +93,36 @@ export async function startDaemon(
     await heartbeat.start();
     cleanups.push(() => heartbeat.stop());
 
+    // Capture: WAL mode switches the tables to the slot and reads it in one elected daemon; trigger
+    // mode gives tables back to their triggers and drops the slot if WAL mode was on before.
+    let walCapture: WalCapture | undefined;
+    if (config.capture.mode === 'wal') {
+      const capture = new WalCapture({
+        databaseUrl: database.url,
+        logger,
+        slot: config.capture.walSlot,
+        batchSize: config.capture.walBatchSize,
+        retryMs: config.capture.walRetryMs,
+      });
+      await capture.start();
+      cleanups.push(() => capture.stop());
+      walCapture = capture;
+    } else {
+      const client = new pg.Client({ connectionString: database.url });
+      await client.connect();
+      try {
+        await leaveWalMode(client, logger);
+      } finally {
+        await client.end();
+      }
+    }
+
     const engine = new Engine({
       databaseUrl: database.url,
       logger,
       daemonId,
       ...config.engine,
+      captureMode: config.capture.mode,
       clock: options.clock,
     });
     await engine.start();
@@ -150,7 +180,7 @@ export async function startDaemon(
       const server = http;
       cleanups.push(() => server.stop());
     }
-    return { engine, scheduler, maintenance, views, http, database, stop };
+    return { engine, scheduler, maintenance, views, http, database, walCapture, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -33,6 +33,8 @@ export async function startBenchServer(): Promise<BenchServer> {
       settings: {
         max_connections: '200',
         shared_buffers: '256MB',
+        // wal_level=logical for bench/capture-wal.ts' replication slot.
+        wal_level: 'logical',
         // BENCH_PG_PRELOAD=pg_stat_statements: per-statement figures for the runs that collect them.
         ...(process.env.BENCH_PG_PRELOAD ? { shared_preload_libraries: process.env.BENCH_PG_PRELOAD } : {}),
       },

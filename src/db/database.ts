@@ -19,6 +19,8 @@ export interface DatabaseLocation {
   readonly dataDir: string;
   readonly embeddedPort: number;
   readonly embeddedSystemDir: string;
+  /** WAL capture needs the embedded server to run with wal_level=logical. */
+  readonly capture?: { readonly mode: string };
 }
 
 /**
@@ -37,6 +39,8 @@ export async function openDatabase(
     dir: config.dataDir,
     port: config.embeddedPort,
     systemDir: config.embeddedSystemDir,
+    // WAL capture reads a logical replication slot, which needs wal_level=logical.
+    settings: config.capture?.mode === 'wal' ? { wal_level: 'logical' } : undefined,
     onLog,
   });
   try {

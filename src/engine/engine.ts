@@ -48,6 +48,8 @@ export interface EngineOptions {
   readonly maxChainDepth?: number;
   readonly actions?: ActionRegistry;
   readonly daemonId?: string;
+  /** RULEBOOK_CAPTURE: in 'wal' the chain depth is also declared in the WAL (executor.ts). */
+  readonly captureMode?: 'triggers' | 'wal';
   /** Now, for the time-relative conditions (older_than, newer_than, within_next). */
   readonly clock?: Clock;
 }
@@ -133,6 +135,7 @@ export class Engine {
       maxAttempts: 5,
       maxChainDepth: 10,
       actions: defaultActions(),
+      captureMode: 'triggers',
       ...options,
     };
     this.#logger = options.logger.child({ daemonId: this.daemonId });
@@ -268,6 +271,7 @@ export class Engine {
       maxChainDepth: this.#options.maxChainDepth,
       logger: this.#logger,
       metrics: this.metrics,
+      declareDepthInWal: this.#options.captureMode === 'wal',
     });
     const isolation = new IsolationChoice();
     const window = new ClaimWindow(this.#options.batchSize);

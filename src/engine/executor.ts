@@ -19,6 +19,12 @@ export interface ExecutorOptions {
   readonly maxChainDepth: number;
   readonly logger: Logger;
   readonly metrics: EngineMetrics;
+  /**
+   * RULEBOOK_CAPTURE=wal: the WAL holds no session settings, so the depth is also declared in a
+   * logical decoding message, which the WAL reader applies to the changes after it
+   * (src/capture/wal/wal-context.ts).
+   */
+  readonly declareDepthInWal?: boolean;
 }
 
 interface ActionOutcome {
@@ -114,6 +120,7 @@ function countingClient(
  */
 export class EventExecutor {
   #depthSetting: number | undefined;
+  #walDepth: number | undefined;
   #client: pg.ClientBase | undefined;
   #actionClient: pg.ClientBase | undefined;
   readonly #counter = { queries: 0 };
@@ -126,6 +133,7 @@ export class EventExecutor {
   /** Call at the start of every transaction: session-local settings do not outlive it. */
   beginTransaction(): void {
     this.#depthSetting = undefined;
+    this.#walDepth = undefined;
     this.#batch.clear();
     this.#pendingExecutions.length = 0;
     this.#pendingDurations.length = 0;
@@ -371,10 +379,19 @@ export class EventExecutor {
   }
 
   async #setDepth(client: pg.ClientBase, depth: number): Promise<void> {
-    if (this.#depthSetting === depth) return;
+    const declare = this.options.declareDepthInWal === true;
+    if (this.#depthSetting === depth && (!declare || this.#walDepth === depth)) return;
     // Writes handed over ran at the depth they were made at: captured, they say how deep they are.
     await this.flush(client);
-    await client.query("select set_config('rulebook.depth', $1, true)", [String(depth)]);
+    if (declare) {
+      await client.query(
+        "select set_config('rulebook.depth', $1, true), pg_logical_emit_message(true, 'rulebook.depth', $1)",
+        [String(depth)],
+      );
+      this.#walDepth = depth;
+    } else {
+      await client.query("select set_config('rulebook.depth', $1, true)", [String(depth)]);
+    }
     this.#depthSetting = depth;
   }
 }

@@ -5,6 +5,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
 import { Gauge, MetricsRegistry } from '../metrics/registry.js';
 import { addViewPollMetrics } from '../views/view-poll-metrics.js';
+import { addSlotLagMetrics, readSlotLag, type SlotLag } from '../capture/wal/slot-lag.js';
 import { sendJson } from './respond.js';
 import { StaffApi, type StaffApiOptions } from './staff-api.js';
 
@@ -88,6 +89,7 @@ export class HttpServer {
     const engine = this.options.engine;
     let database: { ok: boolean; error?: string } = { ok: true };
     let backlog: { pending: number; dead: number; oldest_seconds: number | null } | undefined;
+    let walSlot: SlotLag | undefined;
     try {
       const { rows } = await this.options.pool.query<{
         pending: string;
@@ -100,6 +102,7 @@ export class HttpServer {
       );
       const row = rows[0]!;
       backlog = { pending: Number(row.pending), dead: Number(row.dead), oldest_seconds: row.oldest };
+      walSlot = await readSlotLag(this.options.pool);
     } catch (error) {
       database = { ok: false, error: (error as Error).message };
     }
@@ -139,6 +142,11 @@ export class HttpServer {
           }
         : { running: false, disabled: true },
       events: backlog ? { ...backlog, max_pending_age_seconds: maxPendingAge } : null,
+      // The slot of RULEBOOK_CAPTURE=wal (docs/capture-wal.md): WAL it holds unconfirmed, whether a
+      // daemon reads it. A slot nobody reads keeps the server's WAL growing.
+      ...(walSlot
+        ? { wal_capture: { slot: walSlot.slot, active: walSlot.active, lag_bytes: walSlot.lagBytes } }
+        : {}),
     });
   }
 
@@ -163,6 +171,7 @@ export class HttpServer {
       deliveries.replace(counts('deliveries'));
     });
     addViewPollMetrics(this.#registry, pool);
+    addSlotLagMetrics(this.#registry, pool);
   }
 
   async #metrics(response: http.ServerResponse): Promise<void> {

@@ -1,0 +1,227 @@
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type pg from 'pg';
+import type { Logger } from '../../logger.js';
+import { appendChanges, type WalChange } from './append-changes.js';
+import { CAPTURE_PUBLICATION } from './capture-slot.js';
+import type { WalMessage, WalRelation } from './pgoutput-decoder.js';
+import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
+import { readContextMessage } from './wal-context.js';
+
+export interface WalReaderOptions {
+  readonly databaseUrl: string;
+  readonly slot: string;
+  /** Where batches are appended (workflow.append_wal_changes). */
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  /** Changes per append; a larger transaction is appended in several. */
+  readonly batchSize: number;
+  /** Called after each appended batch with the events it wrote (metrics, tests). */
+  readonly onAppended?: (events: number, changes: number) => void;
+}
+
+type QueueItem =
+  | { readonly kind: 'data'; readonly message: WalMessage }
+  | { readonly kind: 'heartbeat'; readonly lsn: string; readonly respond: boolean };
+
+/**
+ * Reads the capture slot and appends its changes to workflow.events, batch by batch, confirming
+ * the slot only up to what has committed. Messages and keepalives are handled strictly in the
+ * order the server sent them (pg-logical-replication's own flow control would answer keepalives
+ * ahead of queued changes, and confirming a keepalive's position then could skip those changes).
+ * A batch is appended when it is full or when nothing more has arrived, so an idle stream appends
+ * at once and a busy one in full batches.
+ *
+ * `read()` resolves when the stream ends (stop()) and rejects when it fails; the caller starts a
+ * new reader, which resumes from the slot's confirmed position: whatever was appended but not yet
+ * confirmed is sent again and skipped by workflow.wal_capture_progress.
+ */
+export class WalReader {
+  readonly #options: WalReaderOptions;
+  readonly #service: LogicalReplicationService;
+  // A queue read from #head: Array.shift() copies the array, and one large transaction queues
+  // hundreds of thousands of messages.
+  #queue: QueueItem[] = [];
+  #head = 0;
+  #draining = false;
+  #pending: WalChange[] = [];
+  #transaction:
+    { commitLsn: string; xid: number; time: string; seq: number; depth?: number; actor?: string } | undefined;
+  /** Everything before this position is in #pending or appended. */
+  #safeLsn: bigint = 0n;
+  #confirmedLsn: bigint = 0n;
+  readonly #warned = new Set<string>();
+  #failure: ((error: unknown) => void) | undefined;
+  #stopped = false;
+
+  constructor(options: WalReaderOptions) {
+    this.#options = options;
+    this.#service = new LogicalReplicationService(
+      { connectionString: options.databaseUrl, application_name: 'rulebook-wal-capture' },
+      // Confirmation is rulebook's alone: after the batch's commit, never on a timer.
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+    );
+    this.#service.on('data', (_lsn: string, message: WalMessage) => {
+      this.#queue.push({ kind: 'data', message });
+      void this.#drain();
+    });
+    // Kept for the reader's whole life: an 'error' without a listener would be thrown.
+    this.#service.on('error', (error: Error) => this.#failure?.(error));
+    this.#service.on('heartbeat', (lsn: string, _timestamp: number, respond: boolean) => {
+      this.#queue.push({ kind: 'heartbeat', lsn, respond });
+      void this.#drain();
+    });
+  }
+
+  /** Streams until stop() (resolves) or a failure (rejects). */
+  async read(): Promise<void> {
+    const failed = new Promise<never>((_resolve, reject) => {
+      this.#failure = reject;
+    });
+    failed.catch(() => undefined);
+    const plugin = new TextPgoutputPlugin(CAPTURE_PUBLICATION);
+    // '0/0': start where the slot was last confirmed.
+    await Promise.race([this.#service.subscribe(plugin as never, this.#options.slot, '0/0'), failed]);
+    if (!this.#stopped) throw new Error(`the replication stream of slot ${this.#options.slot} ended`);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#service.stop();
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      while (!this.#stopped && this.#head < this.#queue.length) {
+        const item = this.#queue[this.#head]!;
+        this.#queue[this.#head++] = undefined as never;
+        if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+          this.#queue = this.#queue.slice(this.#head);
+          this.#head = 0;
+        }
+        if (item.kind === 'data') await this.#handle(item.message);
+        else await this.#heartbeat(item.lsn, item.respond);
+      }
+    } catch (error) {
+      this.#failure?.(error);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #handle(message: WalMessage): Promise<void> {
+    switch (message.tag) {
+      case 'begin':
+        this.#transaction = {
+          commitLsn: message.commitLsn,
+          xid: message.xid,
+          time: message.commitTime.toISOString(),
+          seq: 0,
+        };
+        return;
+      case 'relation':
+        this.#checkIdentity(message.relation);
+        return;
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const transaction = this.#transaction;
+        if (!transaction) throw new Error(`pgoutput: a ${message.tag} outside a transaction`);
+        transaction.seq += 1;
+        const change: WalChange = {
+          l: transaction.commitLsn,
+          s: transaction.seq,
+          x: transaction.xid,
+          t: transaction.time,
+          r: message.relation.id,
+          o: message.tag === 'insert' ? 'I' : message.tag === 'update' ? 'U' : 'D',
+          ...(message.tag !== 'delete' ? { n: message.new } : {}),
+          ...(message.tag !== 'insert' && message.old ? { d: message.old } : {}),
+          ...(transaction.depth !== undefined ? { p: transaction.depth } : {}),
+          ...(transaction.actor !== undefined ? { a: transaction.actor } : {}),
+        };
+        if (message.tag === 'update' && message.missing.length > 0) {
+          this.#warnOnce(
+            `toast:${message.relation.id}`,
+            { table: `${message.relation.schema}.${message.relation.table}`, columns: message.missing },
+            'WAL capture: an UPDATE left TOASTed columns unchanged and the WAL holds no old row to take them from (REPLICA IDENTITY is not FULL); they are null in new_row',
+          );
+        }
+        this.#pending.push(change);
+        if (this.#pending.length >= this.#options.batchSize) await this.#flush();
+        return;
+      }
+      case 'message': {
+        const context = this.#transaction && message.transactional ? readContextMessage(message) : undefined;
+        if (context) Object.assign(this.#transaction!, context);
+        return;
+      }
+      case 'commit':
+        this.#transaction = undefined;
+        this.#safeLsn = maxLsn(this.#safeLsn, parseLsn(message.endLsn));
+        if (this.#pending.length === 0) this.#confirm(this.#safeLsn);
+        else if (this.#head >= this.#queue.length) await this.#flush();
+        return;
+      default:
+        return;
+    }
+  }
+
+  async #heartbeat(lsn: string, respond: boolean): Promise<void> {
+    // Outside a transaction, everything the server sent before this keepalive has been handled.
+    if (!this.#transaction) this.#safeLsn = maxLsn(this.#safeLsn, parseLsn(lsn));
+    if (this.#pending.length > 0 && !this.#transaction) await this.#flush();
+    if (this.#pending.length === 0 && this.#safeLsn > this.#confirmedLsn) this.#confirm(this.#safeLsn);
+    else if (respond) this.#confirm(this.#confirmedLsn);
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#pending;
+    if (batch.length === 0) return;
+    // A transaction still being read is confirmed only with its commit.
+    const confirmable = this.#safeLsn;
+    const events = await appendChanges(this.#options.pool, this.#options.slot, batch);
+    this.#pending = [];
+    this.#options.onAppended?.(events, batch.length);
+    this.#confirm(confirmable);
+  }
+
+  #confirm(lsn: bigint): void {
+    if (lsn === 0n) return;
+    if (lsn > this.#confirmedLsn) this.#confirmedLsn = lsn;
+    // acknowledge() reports lsn + 1 as written and flushed; the server skips a transaction whose
+    // commit record starts before the confirmed position, and the next commit may start exactly
+    // at this one's end, so what is passed is one less.
+    void this.#service.acknowledge(formatLsn(lsn - 1n));
+  }
+
+  #checkIdentity(relation: WalRelation): void {
+    if (relation.replicaIdentity !== 'f') {
+      this.#warnOnce(
+        `identity:${relation.id}`,
+        { table: `${relation.schema}.${relation.table}`, replicaIdentity: relation.replicaIdentity },
+        'WAL capture: this table is not REPLICA IDENTITY FULL, so old rows are incomplete; restart the daemon in WAL mode to set it',
+      );
+    }
+  }
+
+  #warnOnce(key: string, details: object, message: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#options.logger.warn(details, message);
+  }
+}
+
+export function parseLsn(lsn: string): bigint {
+  const [high, low] = lsn.split('/');
+  return (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`);
+}
+
+export function formatLsn(lsn: bigint): string {
+  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+function maxLsn(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
