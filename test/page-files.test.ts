@@ -4,19 +4,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pageDirectory } from '../src/http/page.js';
 import { packageRoot } from '../src/package-root.js';
+import { ensureCliBuilt } from './support/daemon-process.js';
 
 const root = packageRoot();
 const PAGE_FILES = ['index.html', 'app.js', 'app.css', 'icon.svg'];
-
-/** dist/ as `npm run build` leaves it, rebuilt when older than the source it is compared with. */
-function builtPageModule(): string {
-  const built = path.join(root, 'dist/src/http/page.js');
-  const source = path.join(root, 'src/http/page.ts');
-  if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < fs.statSync(source).mtimeMs) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root });
-  }
-  return built;
-}
 
 describe('the staff page as files', () => {
   it('has every asset the page links to in page/ of the source tree', () => {
@@ -28,12 +19,13 @@ describe('the staff page as files', () => {
   });
 
   it('finds the same files when the server runs from dist/', () => {
+    ensureCliBuilt();
     const output = execFileSync(
       process.execPath,
       [
         '--input-type=module',
         '-e',
-        `const { pageDirectory } = await import(${JSON.stringify(builtPageModule())}); console.log(pageDirectory());`,
+        `const { pageDirectory } = await import(${JSON.stringify(path.join(root, 'dist/src/http/page.js'))}); console.log(pageDirectory());`,
       ],
       { encoding: 'utf8' },
     );
