@@ -9,7 +9,7 @@ import { listExecutions, showExecution } from '../src/operations/executions.js';
 import { listRules, resolveRule, showRule } from '../src/operations/rules.js';
 import { getStatus } from '../src/operations/status.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import {
   rulesLoaded,
   startReceiver,
@@ -21,7 +21,6 @@ import {
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { TestRoles, type LoginRole } from './support/roles.js';
 import { createRule, ensureDba, registerEntity } from './support/rules.js';
-import { ensureCliBuilt } from './support/staff.js';
 import { waitFor } from './support/wait.js';
 import { createTable } from './support/tables.js';
 
