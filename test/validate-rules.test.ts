@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateRules } from '../src/operations/validate-rules.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { createRule } from './support/rules.js';
-import { ensureCliBuilt } from './support/staff.js';
 import { createTable } from './support/tables.js';
 
 // After an ALTER TABLE, rules and actions that were good when written may no longer be: an
