@@ -52,9 +52,6 @@ export async function startHttp(
   return { server, base: `http://127.0.0.1:${server.port}` };
 }
 
-// Moved to daemon-process.ts beside the subprocess runner; re-exported while test files still import it from here.
-export { ensureCliBuilt } from './daemon-process.js';
-
 export interface SseEvent {
   readonly event: string;
   readonly data: string;
