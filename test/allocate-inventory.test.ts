@@ -11,6 +11,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';
 import { createRule, ensureDba } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable, createUser } from './support/tables.js';
 
 let db: TestDatabase;
 let engines: Engine[] = [];
@@ -65,8 +66,10 @@ const ROW_REQUEST = { product_field: 'product_id', quantity_field: 'quantity' };
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema inventory`);
-  await db.query(`create table inventory.lots (
+  await createTable(
+    db,
+    'inventory.lots',
+    `
     id serial primary key,
     product_id text not null,
     location text not null default 'MAIN',
@@ -77,16 +80,20 @@ beforeAll(async () => {
     received_date date not null default current_date,
     expiry_date date,
     unit_cost numeric(10,2) not null default 1
-  )`);
-  await db.query(`create schema sales`);
-  await db.query(`create table sales.orders (
+  `,
+  );
+  await createTable(
+    db,
+    'sales.orders',
+    `
     id uuid primary key default gen_random_uuid(),
     order_number text not null,
     scenario text not null,
     product_id text,
     quantity int,
     priority int
-  )`);
+  `,
+  );
   await db.query(`create table sales.order_lines (
     id serial primary key,
     order_id uuid not null references sales.orders (id),
@@ -94,11 +101,7 @@ beforeAll(async () => {
     quantity int
   )`);
   await ensureDba(db);
-  annId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('ann@example.com', 'Ann') returning id`,
-    )
-  )[0]!.id;
+  annId = await createUser(db, 'ann@example.com', 'Ann');
 });
 
 afterEach(async () => {

@@ -8,6 +8,7 @@ import { createRule } from './support/rules.js';
 import { launchChromium } from './support/browser.js';
 import { createStaffUser, roleId, startHttp, type StaffUser } from './support/staff.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 // A person on the staff page, in a real (headless) Chromium: signs in with a token, sees the
 // alert a database update raised through a rule, acknowledges it with a note, and watches the next
@@ -25,9 +26,10 @@ let ann: StaffUser;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema sales`);
-  await db.query(
-    `create table sales.orders (id serial primary key, customer text not null, total numeric not null, status text not null)`,
+  await createTable(
+    db,
+    'sales.orders',
+    `id serial primary key, customer text not null, total numeric not null, status text not null`,
   );
   ann = await createStaffUser(db, 'ann@example.com', { roles: ['warehouse'], name: 'Ann Smith' });
   const warehouse = await roleId(db, 'warehouse');

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { waitFor } from './support/wait.js';
 
 // What a DBA sees in workflow.events after the application writes to a monitored table.
 
@@ -76,17 +77,6 @@ async function insertOrders(count: number, status = 'new'): Promise<number[]> {
     [count, status],
   );
   return rows.map((row) => row.id);
-}
-
-/** Polls `probe` until it returns a value, failing after `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 beforeAll(async () => {
@@ -603,11 +593,8 @@ describe('the NOTIFY wake-up', () => {
   async function settle(): Promise<void> {
     const tag = String(++marker);
     await writer.query(`select pg_notify('rulebook_test_marker', $1)`, [tag]);
-    await waitFor(
-      `marker ${tag}`,
-      () =>
-        received.some((message) => message.channel === 'rulebook_test_marker' && message.payload === tag) ||
-        undefined,
+    await waitFor(`marker ${tag}`, () =>
+      received.some((message) => message.channel === 'rulebook_test_marker' && message.payload === tag),
     );
   }
 

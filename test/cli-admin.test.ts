@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook } from './support/daemon-process.js';
-import { ensureCliBuilt } from './support/staff.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { freePort } from './support/free-port.js';
 
 // An administrator's story, through the built `rulebook` command: add a role and a person, issue

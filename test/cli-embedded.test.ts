@@ -5,10 +5,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runningServer } from '../src/db/embedded-server.js';
 import { packageRoot } from '../src/package-root.js';
-import { spawnRulebook, type DaemonProcess } from './support/daemon-process.js';
+import { type DaemonProcess, ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { TemporaryDirs, queryOne } from './support/embedded-dirs.js';
 import { freePort } from './support/free-port.js';
-import { ensureCliBuilt } from './support/staff.js';
 
 // A newcomer's first minutes on the embedded PostgreSQL, through the built `rulebook` command:
 // `rulebook start` in one terminal, and in another every other command, which must use that same

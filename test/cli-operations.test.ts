@@ -9,7 +9,7 @@ import { listExecutions, showExecution } from '../src/operations/executions.js';
 import { listRules, resolveRule, showRule } from '../src/operations/rules.js';
 import { getStatus } from '../src/operations/status.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import {
   rulesLoaded,
   startReceiver,
@@ -21,8 +21,8 @@ import {
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { TestRoles, type LoginRole } from './support/roles.js';
 import { createRule, ensureDba, registerEntity } from './support/rules.js';
-import { ensureCliBuilt } from './support/staff.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 // An operator's morning, as a rulebook_admin member: which rules ran and failed, what is stuck in
 // the queue, which deliveries failed; then putting them back, through the library functions the
@@ -42,8 +42,7 @@ beforeAll(async () => {
   ensureCliBuilt();
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema shop`);
-  await db.query(`create table shop.orders (id serial primary key, number text not null, n int)`);
+  await createTable(db, 'shop.orders', `id serial primary key, number text not null, n int`);
   await db.query(`create table shop.quiet (id serial primary key)`);
   roles = new TestRoles(db);
   admin = await roles.login('ops_admin', 'grant rulebook_admin to %I');

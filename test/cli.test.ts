@@ -1,53 +1,22 @@
-import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { packageRoot } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { ensureCliBuilt, runRulebook, type RulebookRun } from './support/daemon-process.js';
 import { databaseUrl } from './support/urls.js';
 
 // The operator's view: the built `rulebook` command, run as a process.
 
 const root = packageRoot();
-const cli = path.join(root, 'dist/src/cli.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI with the given DATABASE_URL (or none), killing it if it outlives `timeoutMs`. */
-function run(args: string[], databaseUrl: string | undefined, timeoutMs = 60_000): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'silent' };
-  delete env.DATABASE_URL;
-  delete env.TEST_DATABASE_URL;
-  if (databaseUrl !== undefined) env.DATABASE_URL = databaseUrl;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`rulebook ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`),
-      );
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** The CLI with the given DATABASE_URL (or none, whatever the test run itself uses). */
+function run(args: string[], databaseUrl: string | undefined): Promise<RulebookRun> {
+  return runRulebook(
+    args,
+    { LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, TEST_DATABASE_URL: undefined },
+    { cwd: root },
+  );
 }
 
 const migrationFiles = fs
@@ -81,11 +50,7 @@ async function expectFullyMigrated(db: TestDatabase): Promise<void> {
   expect(seeds).toEqual({ triggers: 4, types: 2 });
 }
 
-beforeAll(() => {
-  if (!fs.existsSync(cli)) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-  }
-});
+beforeAll(() => ensureCliBuilt());
 
 describe('rulebook --help', () => {
   it('prints the usage, listing every command', async () => {

@@ -4,6 +4,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine } from './support/engine.js';
 import { createRule, ensureDba } from './support/rules.js';
 import { waitForExecutions as waitForExecutionsIn } from './support/executions.js';
+import { createTable, createUser } from './support/tables.js';
 
 let db: TestDatabase;
 let engine: Engine | undefined;
@@ -15,20 +16,19 @@ type Result = Record<string, unknown>;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema sales`);
-  await db.query(`create table sales.orders (
+  await createTable(
+    db,
+    'sales.orders',
+    `
     id uuid primary key default gen_random_uuid(),
     order_number text not null,
     status text not null default 'new',
     amount numeric(12,2),
     scenario text
-  )`);
+  `,
+  );
   dbaId = await ensureDba(db);
-  annId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('ann@example.com', 'Ann') returning id`,
-    )
-  )[0]!.id;
+  annId = await createUser(db, 'ann@example.com', 'Ann');
   warehouseRoleId = (
     await db.query<{ id: string }>(`insert into core.roles (name) values ('warehouse') returning id`)
   )[0]!.id;

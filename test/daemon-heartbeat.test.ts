@@ -7,9 +7,8 @@ import { createLogger } from '../src/logger.js';
 import { listDaemons } from '../src/operations/status.js';
 import { packageRoot } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook, type DaemonProcess } from './support/daemon-process.js';
+import { type DaemonProcess, ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { TestRoles, type LoginRole } from './support/roles.js';
-import { ensureCliBuilt } from './support/staff.js';
 import { waitFor } from './support/wait.js';
 
 // An operator's question "which daemons run, and which went away?", answered by workflow.daemons:

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,29 +5,26 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedServer } from '../src/db/embedded-server.js';
 import { migrateDatabase } from '../src/db/migrate.js';
-import { packageRoot } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { cliBuilt, spawnRulebook } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { freePort } from './support/free-port.js';
 import { waitFor } from './support/wait.js';
+import { createTable, createUser } from './support/tables.js';
 
 let db: TestDatabase;
 let staffId: string;
 
 beforeAll(async () => {
-  if (!cliBuilt()) execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot() });
+  ensureCliBuilt();
   db = await createTestDatabase();
-  await db.query(`create schema sales`);
-  await db.query(
-    `create table sales.orders (id uuid primary key default gen_random_uuid(), status text not null)`,
+  await createTable(
+    db,
+    'sales.orders',
+    `id uuid primary key default gen_random_uuid(), status text not null`,
   );
-  staffId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('ann@example.com', 'Ann') returning id`,
-    )
-  )[0]!.id;
+  staffId = await createUser(db, 'ann@example.com', 'Ann');
   await createRule(db, {
     name: 'New order',
     entity: 'sales.orders',

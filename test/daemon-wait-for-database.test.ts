@@ -1,10 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { packageRoot } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { cliBuilt, spawnRulebook, type DaemonProcess } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook, type DaemonProcess } from './support/daemon-process.js';
 import { freePort } from './support/free-port.js';
 import { waitFor } from './support/wait.js';
 
@@ -18,7 +16,7 @@ let db: TestDatabase;
 const running: DaemonProcess[] = [];
 
 beforeAll(async () => {
-  if (!cliBuilt()) execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot() });
+  ensureCliBuilt();
   db = await createTestDatabase();
 });
 

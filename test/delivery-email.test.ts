@@ -20,6 +20,7 @@ import {
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 let db: TestDatabase;
 let engine: Engine;
@@ -32,13 +33,16 @@ let emptyRole: string;
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(DELIVERY_HISTORY);
-  await db.query(`create schema shop`);
-  await db.query(`create table shop.orders (
+  await createTable(
+    db,
+    'shop.orders',
+    `
     id uuid primary key default gen_random_uuid(),
     number text not null,
     customer_email text,
     note text
-  )`);
+  `,
+  );
   for (const [key, email, active] of [
     ['ann', 'ann@example.com', true],
     ['bob', 'bob@example.com', true],

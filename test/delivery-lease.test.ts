@@ -8,6 +8,7 @@ import { deliveriesOf, rulesLoaded, startWorker } from './support/delivery.js';
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 /*
  * Issue 9 item 12: a delivery's lease was a fixed 300 s, and an SMTP session may take longer (every
@@ -62,8 +63,7 @@ async function startSlowSmtp(): Promise<SlowSmtp> {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema shop`);
-  await db.query(`create table shop.orders (id serial primary key, number text not null)`);
+  await createTable(db, 'shop.orders', `id serial primary key, number text not null`);
   engine = await startEngine(db);
 });
 

@@ -21,6 +21,7 @@ import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { TestRoles } from './support/roles.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 // The receivers listen on 127.0.0.1, which webhooks may reach only when the allow-list names it.
 const { webhookAllow } = loadConfig({ RULEBOOK_WEBHOOK_ALLOW: '127.0.0.1' }).delivery;
@@ -34,13 +35,16 @@ let roles: TestRoles;
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(DELIVERY_HISTORY);
-  await db.query(`create schema billing`);
-  await db.query(`create table billing.invoices (
+  await createTable(
+    db,
+    'billing.invoices',
+    `
     id uuid primary key default gen_random_uuid(),
     number text not null,
     amount numeric(12,2),
     tenant text
-  )`);
+  `,
+  );
   receiver = await startReceiver();
   engine = await startEngine(db);
   roles = new TestRoles(db);

@@ -10,10 +10,10 @@ import type { HttpServer } from '../src/http/server.js';
 import { packageRoot } from '../src/package-root.js';
 import { launchChromium } from './support/browser.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { startEngine } from './support/engine.js';
 import { freePort } from './support/free-port.js';
-import { ensureCliBuilt, startHttp } from './support/staff.js';
+import { startHttp } from './support/staff.js';
 import { waitFor } from './support/wait.js';
 
 // A newcomer's tour, as README.md tells it: load the demo, sign in on the staff page with the

@@ -5,6 +5,7 @@ import { startEngine } from './support/engine.js';
 import { executionsOf } from './support/executions.js';
 import { createRule } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable, createUser } from './support/tables.js';
 
 let db: TestDatabase;
 let engine: Engine | undefined;
@@ -12,14 +13,9 @@ let annId: string;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema sales`);
-  await db.query(`create table sales.orders (id int primary key, status text not null default 'new')`);
+  await createTable(db, 'sales.orders', `id int primary key, status text not null default 'new'`);
   await db.query(`insert into sales.orders (id) select g from generate_series(1, 100) g`);
-  annId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('ann@example.com', 'Ann') returning id`,
-    )
-  )[0]!.id;
+  annId = await createUser(db, 'ann@example.com', 'Ann');
   // How many INSERT statements wrote alerts and recipients, and how many rows each.
   await db.query(`create table public.insert_statements (tbl text not null, rows int not null)`);
   await db.query(`create function public.count_insert() returns trigger language plpgsql as $$

@@ -4,13 +4,13 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 let db: TestDatabase;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema stock`);
 });
 
 afterAll(async () => {
@@ -20,7 +20,7 @@ afterAll(async () => {
 describe.each([2, 3])('%i daemons on 5,000 events', (daemons) => {
   it('process every event exactly once and keep each row in commit order', async () => {
     const table = `stock.items_${daemons}`;
-    await db.query(`create table ${table} (id int primary key, n int not null default 0)`);
+    await createTable(db, table, `id int primary key, n int not null default 0`);
     await db.query(`insert into ${table} (id) select g from generate_series(1, 100) g`);
     await createRule(db, {
       name: `count ${daemons}`,

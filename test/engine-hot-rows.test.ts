@@ -4,13 +4,13 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 let db: TestDatabase;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema stock`);
 });
 
 afterAll(async () => {
@@ -19,7 +19,7 @@ afterAll(async () => {
 
 /** A table of `rows` rows whose every change of n is logged by a test_log action labelled `table`. */
 async function countedTable(table: string, rows: number): Promise<void> {
-  await db.query(`create table ${table} (id int primary key, n int not null default 0)`);
+  await createTable(db, table, `id int primary key, n int not null default 0`);
   await db.query(`insert into ${table} (id) select g from generate_series(1, $1::int) g`, [rows]);
   await createRule(db, {
     name: `count ${table}`,

@@ -4,6 +4,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { createRule, ensureDba } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createTable, createUser } from './support/tables.js';
 
 let db: TestDatabase;
 let engine: Engine | undefined;
@@ -12,21 +13,20 @@ let staffId: string;
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema sales`);
-  await db.query(`create table sales.orders (
+  await createTable(
+    db,
+    'sales.orders',
+    `
     id uuid primary key default gen_random_uuid(),
     order_number text not null,
     status text not null default 'new',
     amount numeric(12,2),
     ship_by timestamptz,
     n int not null default 0
-  )`);
+  `,
+  );
   await ensureDba(db);
-  staffId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('ann@example.com', 'Ann') returning id`,
-    )
-  )[0]!.id;
+  staffId = await createUser(db, 'ann@example.com', 'Ann');
 });
 
 afterEach(async () => {

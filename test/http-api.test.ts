@@ -8,6 +8,7 @@ import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
 import { createStaffUser, openSse, roleId, startHttp, type StaffUser } from './support/staff.js';
 import { waitFor } from './support/wait.js';
+import { createTable } from './support/tables.js';
 
 // The staff API through the real server: a person signs in with a token and sees, acknowledges
 // and dismisses the alerts addressed to them or to one of their roles, and nobody else's.
@@ -22,9 +23,10 @@ let opsRole: string;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema sales`);
-  await db.query(
-    `create table sales.orders (id uuid primary key default gen_random_uuid(), status text not null)`,
+  await createTable(
+    db,
+    'sales.orders',
+    `id uuid primary key default gen_random_uuid(), status text not null`,
   );
   ann = await createStaffUser(db, 'ann@example.com', { roles: ['ops'], name: 'Ann' });
   bob = await createStaffUser(db, 'bob@example.com', { name: 'Bob' });

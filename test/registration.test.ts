@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { waitFor } from './support/wait.js';
 
 // A DBA registers tables in workflow.entities (or with workflow.register_entity) and expects the
 // capture triggers to appear, to follow the entity row, and never to get in the application's way.
@@ -43,17 +44,6 @@ async function captureFilters(entityId: string): Promise<string[]> {
 
 function watching(...fields: string[]): unknown {
   return { field_conditions: fields.map((field) => ({ field_name: field, operator: 'changed' })) };
-}
-
-/** Polls `probe` until it returns a value, failing after `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 async function entityCount(): Promise<number> {
@@ -472,7 +462,7 @@ describe('the application and the DBA', () => {
           `select wait_event_type = 'Lock' as waiting from pg_stat_activity where pid = $1`,
           [pid],
         );
-        return row?.waiting || undefined;
+        return row?.waiting;
       });
       await first.query('commit');
       // ... and then rewrites them with both rules.

@@ -5,7 +5,8 @@ import { cleanup, CleanupError } from '../src/operations/cleanup.js';
 import { MaintenanceJobs } from '../src/scheduler/maintenance.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { TestRoles, type LoginRole } from './support/roles.js';
-import { createRule, ensureDba, registerEntity } from './support/rules.js';
+import { createRule, ensureDba } from './support/rules.js';
+import { createRegisteredTable, createUser } from './support/tables.js';
 
 // Issue 10, "Retention": rows are aged by setting their timestamps back, then the maintenance job
 // (as the daemon's role) or cleanup (as a rulebook_admin member) runs once.
@@ -26,16 +27,10 @@ beforeAll(async () => {
   roles = new TestRoles(db);
   daemon = await roles.login('daemon', 'grant rulebook_daemon to %I');
   admin = await roles.login('admin', 'grant rulebook_admin to %I');
-  await db.query(`create schema app`);
-  await db.query(`create table app.orders (id int primary key, status text)`);
-  entityId = await registerEntity(db, 'app.orders');
+  entityId = await createRegisteredTable(db, 'app.orders', `id int primary key, status text`);
   await ensureDba(db);
   ruleId = await createRule(db, { name: 'Orders', entity: 'app.orders', trigger: 'on_update' });
-  staffId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('staff@example.com', 'Staff') returning id`,
-    )
-  )[0]!.id;
+  staffId = await createUser(db, 'staff@example.com', 'Staff');
 });
 
 afterAll(async () => {

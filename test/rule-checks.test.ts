@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { waitFor } from './support/wait.js';
 
 // A DBA writes rules in plain SQL. These stories check that the database itself refuses every bad
 // rule at once, with a SQLSTATE a script can match on and a message that names the rule and field.
@@ -592,12 +593,12 @@ describe('rule dependencies', () => {
 describe('updated_date maintains itself', () => {
   /** Waits until now() of a new transaction is past `since`, so that two transactions differ. */
   async function nextTransactionTime(since: string): Promise<void> {
-    const deadline = Date.now() + 5_000;
-    while (Date.now() < deadline) {
-      const [row] = await db.query<{ later: boolean }>('select now() > $1::timestamptz as later', [since]);
-      if (row!.later) return;
-    }
-    throw new Error(`now() did not move past ${since}`);
+    await waitFor(
+      `now() to move past ${since}`,
+      async () =>
+        (await db.query<{ later: boolean }>('select now() > $1::timestamptz as later', [since]))[0]!.later,
+      5_000,
+    );
   }
 
   it('on automation_rules', async () => {

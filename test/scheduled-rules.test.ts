@@ -14,6 +14,7 @@ import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { TestRoles, type LoginRole } from './support/roles.js';
 import { createRule, ensureDba, registerEntity } from './support/rules.js';
 import { waitFor } from './support/wait.js';
+import { createRegisteredTable, createUser } from './support/tables.js';
 
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
@@ -26,9 +27,7 @@ const running: { stop(): Promise<void> }[] = [];
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema ops`);
-  await db.query(`create table ops.jobs (id int primary key, name text)`);
-  await registerEntity(db, 'ops.jobs');
+  await createRegisteredTable(db, 'ops.jobs', `id int primary key, name text`);
   await db.query(
     `create table ops.orders (id int primary key, status text not null, created_at timestamptz not null, due date)`,
   );
@@ -46,11 +45,7 @@ beforeAll(async () => {
     'grant rulebook_admin to %I',
     'grant usage on schema ops to %I',
   );
-  staffId = (
-    await db.query<{ id: string }>(
-      `insert into core.users (email, name) values ('ops@example.com', 'Ops') returning id`,
-    )
-  )[0]!.id;
+  staffId = await createUser(db, 'ops@example.com', 'Ops');
 });
 
 afterEach(async () => {

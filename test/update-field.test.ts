@@ -4,6 +4,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { createRule, registerEntity } from './support/rules.js';
 import { waitForExecutions as waitForExecutionsIn } from './support/executions.js';
+import { createTable } from './support/tables.js';
 
 let db: TestDatabase;
 let engine: Engine | undefined;
@@ -13,8 +14,10 @@ type Result = { updated: number; entity: string; field: string; value: unknown }
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema sales`);
-  await db.query(`create table sales.orders (
+  await createTable(
+    db,
+    'sales.orders',
+    `
     id uuid primary key default gen_random_uuid(),
     order_number text not null,
     status text not null default 'new',
@@ -24,9 +27,12 @@ beforeAll(async () => {
     sku text,
     label text,
     min_qty int
-  )`);
-  await db.query(`create schema inventory`);
-  await db.query(`create table inventory.items (
+  `,
+  );
+  await createTable(
+    db,
+    'inventory.items',
+    `
     id int primary key,
     sku text not null,
     qty int,
@@ -34,7 +40,8 @@ beforeAll(async () => {
     attrs jsonb,
     note text,
     flag text
-  )`);
+  `,
+  );
   await db.query(`insert into inventory.items (id, sku, qty, tags, attrs) values
     (1, 'A-1', 5, '{red,big}', '{"color": "red"}'),
     (2, 'A-2', 10, '{blue}', '{"color": "blue"}'),

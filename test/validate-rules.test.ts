@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultActions } from '../src/actions/registry.js';
 import { validateRules } from '../src/operations/validate-rules.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { spawnRulebook } from './support/daemon-process.js';
+import { ensureCliBuilt, spawnRulebook } from './support/daemon-process.js';
 import { startEngine } from './support/engine.js';
 import { createRule } from './support/rules.js';
-import { ensureCliBuilt } from './support/staff.js';
+import { createTable } from './support/tables.js';
 
 // After an ALTER TABLE, rules and actions that were good when written may no longer be: an
 // operator runs `rulebook rules validate`, which lists what would now fail, and changes nothing.
@@ -15,15 +15,11 @@ let db: TestDatabase;
 beforeAll(async () => {
   ensureCliBuilt();
   db = await createTestDatabase();
-  await db.query(`
-    create schema crm;
-    create table crm.deals (
-      id bigint generated always as identity primary key,
-      stage text,
-      amount numeric,
-      owner_note text
-    );
-  `);
+  await createTable(
+    db,
+    'crm.deals',
+    `id bigint generated always as identity primary key, stage text, amount numeric, owner_note text`,
+  );
 });
 
 afterAll(async () => {

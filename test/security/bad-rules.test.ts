@@ -8,6 +8,7 @@ import { TestRoles, type LoginRole } from '../support/roles.js';
 import { createRule, ensureDba } from '../support/rules.js';
 import { startHttp } from '../support/staff.js';
 import { waitFor } from '../support/wait.js';
+import { createTable } from '../support/tables.js';
 
 // Issue 9, item 3: one malformed rule action must fail alone, never stop every rule of every entity.
 
@@ -22,8 +23,7 @@ let dbaId: string;
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema shop`);
-  await db.query(`create table shop.orders (id serial primary key, n int not null default 0)`);
+  await createTable(db, 'shop.orders', `id serial primary key, n int not null default 0`);
   await db.query(`create table shop.invoices (id serial primary key, n int not null default 0)`);
   dbaId = await ensureDba(db);
   roles = new TestRoles(db);

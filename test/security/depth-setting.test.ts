@@ -6,6 +6,7 @@ import { startEngine } from '../support/engine.js';
 import { createRule } from '../support/rules.js';
 import { TestRoles, type LoginRole } from '../support/roles.js';
 import { waitFor } from '../support/wait.js';
+import { createTable } from '../support/tables.js';
 
 // Issue 9, item 4: capture records how many rule executions led to a change (rulebook.depth), and
 // the engine stops chains by it. Only the daemon's own writes may set it: a writer who sets it
@@ -37,8 +38,7 @@ async function depthOfWrite(role: LoginRole, id: number, value: string): Promise
 beforeAll(async () => {
   db = await createTestDatabase();
   roles = new TestRoles(db);
-  await db.query(`create schema app`);
-  await db.query(`create table app.tasks (id int primary key, n int not null)`);
+  await createTable(db, 'app.tasks', `id int primary key, n int not null`);
   writer = await roles.login(
     'writer',
     'grant usage on schema app to %I',

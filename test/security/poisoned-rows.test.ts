@@ -11,6 +11,7 @@ import { startEngine, TEST_LOG_TABLE } from '../support/engine.js';
 import { executionsOf } from '../support/executions.js';
 import { createRule, ensureDba } from '../support/rules.js';
 import { waitFor } from '../support/wait.js';
+import { createTable } from '../support/tables.js';
 
 // Issue 9, items 6 and 9: a poisoned row fails alone; a stalled queue makes /healthz unhealthy; one
 // broken reservation does not keep the others from being released.
@@ -26,8 +27,7 @@ const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.query(TEST_LOG_TABLE);
-  await db.query(`create schema app`);
-  await db.query(`create table app.docs (id serial primary key, n int not null default 0, body jsonb)`);
+  await createTable(db, 'app.docs', `id serial primary key, n int not null default 0, body jsonb`);
   await ensureDba(db);
   // An application writer: INSERT and UPDATE on its table, nothing on workflow.
   roles = new TestRoles(db);
@@ -203,8 +203,7 @@ describe('/healthz and a queue that does not move', () => {
 
 describe('one broken reservation', () => {
   it('is skipped and recorded while the other expired reservations are released', async () => {
-    await db.query(`create schema stock`);
-    await db.query(`create table stock.lots (id int primary key, reserved int not null)`);
+    await createTable(db, 'stock.lots', `id int primary key, reserved int not null`);
     await db.query(`create table stock.dropped (id int primary key, reserved int not null)`);
     await db.query(`insert into stock.lots values (1, 5), (2, 4)`);
     const reservation = (id: string, table: string, lot: number, expiresAt: string) =>

@@ -16,6 +16,7 @@ import { startEngine } from '../support/engine.js';
 import { waitForExecutions } from '../support/executions.js';
 import { createRule } from '../support/rules.js';
 import { waitFor } from '../support/wait.js';
+import { createTable } from '../support/tables.js';
 
 // Issue 9, item 8: row data cannot pick staff as e-mail recipients, and the members of a role are
 // never shown to each other or to the other recipients.
@@ -31,13 +32,16 @@ let bossesRole: string;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema shop`);
-  await db.query(`create table shop.tickets (
+  await createTable(
+    db,
+    'shop.tickets',
+    `
     id serial primary key,
     number text not null,
     contact text,
     reply text
-  )`);
+  `,
+  );
   for (const [key, email] of [
     ['ceo', 'ceo@example.com'],
     ['cfo', 'cfo@example.com'],

@@ -24,6 +24,7 @@ import { startEngine } from '../support/engine.js';
 import { waitForExecutions } from '../support/executions.js';
 import { createRule } from '../support/rules.js';
 import { waitFor } from '../support/wait.js';
+import { createTable } from '../support/tables.js';
 
 /*
  * Issue 9 item 7: a rule's webhook URL takes values from rows that an application writer controls,
@@ -40,8 +41,7 @@ let worker: DeliveryWorker | undefined;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.query(`create schema shop`);
-  await db.query(`create table shop.orders (id serial primary key, order_number text not null, tag text)`);
+  await createTable(db, 'shop.orders', `id serial primary key, order_number text not null, tag text`);
   await db.query(`create role ${WRITER} nologin`);
   await db.query(`grant usage on schema shop to ${WRITER}`);
   await db.query(`grant insert on shop.orders to ${WRITER}`);

@@ -1,11 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { createToken } from '../../src/admin/tokens.js';
 import { addRole, addUser } from '../../src/admin/users.js';
 import { HttpServer, type HttpServerOptions } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
-import { packageRoot } from '../../src/package-root.js';
 import type { TestDatabase } from './database.js';
 
 export interface StaffUser {
@@ -54,27 +50,6 @@ export async function startHttp(
   });
   await server.start();
   return { server, base: `http://127.0.0.1:${server.port}` };
-}
-
-/** Builds dist/ when the CLI there is missing or older than any file under src/. */
-export function ensureCliBuilt(): void {
-  const root = packageRoot();
-  const cli = path.join(root, 'dist/src/cli.js');
-  const newest = (dir: string): number =>
-    Math.max(
-      0,
-      ...fs.readdirSync(dir, { withFileTypes: true }).map((entry) => {
-        const file = path.join(dir, entry.name);
-        return entry.isDirectory() ? newest(file) : fs.statSync(file).mtimeMs;
-      }),
-    );
-  if (fs.existsSync(cli) && fs.statSync(cli).mtimeMs >= newest(path.join(root, 'src'))) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
-  } catch (error) {
-    // tsc emits despite type errors elsewhere in the tree; only a missing CLI is fatal here.
-    if (!fs.existsSync(cli)) throw error;
-  }
 }
 
 export interface SseEvent {

@@ -1,9 +1,5 @@
 import net from 'node:net';
-import os from 'node:os';
-import fs from 'node:fs';
-import path from 'node:path';
-import { startEmbeddedServer } from '../../src/db/embedded-server.js';
-import { freePort } from './free-port.js';
+import { startScratchServer } from './scratch-server.js';
 
 export interface TestServer {
   /** A URL to a database on the server from which other databases can be created. */
@@ -49,10 +45,7 @@ export async function startTestServer(): Promise<TestServer> {
     };
   }
 
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rulebook-test-pg-'));
-  const server = await startEmbeddedServer({
-    dir,
-    port: await freePort(),
+  const scratch = await startScratchServer('rulebook-test-pg', {
     // Durability is not under test here; the benchmarks run with the defaults. wal_level=logical lets
     // tests read the outbox through a logical replication slot, as Debezium does.
     settings: {
@@ -63,13 +56,5 @@ export async function startTestServer(): Promise<TestServer> {
       wal_level: 'logical',
     },
   });
-  return {
-    adminUrl: server.url,
-    stop: async () => {
-      await server.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-      // As root the cluster of this 0700 temporary directory lives under /var/lib/rulebook.
-      fs.rmSync(path.dirname(server.clusterDir), { recursive: true, force: true });
-    },
-  };
+  return { adminUrl: scratch.server.url, stop: () => scratch.remove() };
 }

@@ -1,32 +1,72 @@
+// @ts-check
 /**
  * The staff page's script, served as /assets/app.js (so that the Content-Security-Policy needs no
  * 'unsafe-inline'). Plain ES2020 for current browsers, no build step. Every piece of alert text goes
- * into the page through textContent, never as HTML.
- *
- * Kept free of backticks and dollar-brace so that it can live in this String.raw template.
+ * into the page through textContent, never as HTML. Type-checked by tsc through JSDoc (page/tsconfig.json).
  */
-export const APP_JS = String.raw`(function () {
+(function () {
   'use strict';
+
+  /**
+   * @typedef {{ id: string, name?: string | null, email?: string | null }} Person
+   * @typedef {{
+   *   id: string, title: string, message: string, severity: string, status: string, expired?: boolean,
+   *   alert_type: string, source_entity_name?: string | null, context?: unknown,
+   *   created_date: string, updated_date: string, expires_date?: string | null,
+   *   acknowledged_date?: string | null, acknowledged_by?: Person | null,
+   * }} Alert
+   * @typedef {{ element: HTMLElement, alert: Alert, version: string }} Card
+   * @typedef {Error & { status?: number }} HttpError
+   */
 
   var TOKEN_KEY = 'rulebook.token';
   var SEVERITIES = ['critical', 'high', 'medium', 'low'];
+  /** @type {Record<string, string>} */
   var LABELS = { critical: 'Critical', high: 'High', medium: 'Medium', low: 'Low' };
   var PAGE_SIZE = 200;
   var MAX_PAGES = 10;
   var NOTES_MAX = 2000;
 
+  /** @type {string | null} */
   var token = null;
+  /** @type {Map<string, Alert>} */
   var alerts = new Map();
+  /** @type {Map<string, Card>} */
   var cards = new Map();
+  /** @type {EventSource | null} */
   var source = null;
+  /** @type {ReturnType<typeof setTimeout> | null} */
   var retryTimer = null;
   var seq = 0;
+  /** @type {{ seq: number, alert: Alert }[]} */
   var changes = [];
 
+  /**
+   * The page's own elements: one missing is a broken page, so say which.
+   * @param {string} id
+   * @returns {HTMLElement}
+   */
   function byId(id) {
-    return document.getElementById(id);
+    var node = document.getElementById(id);
+    if (!node) throw new Error('The page has no #' + id + '.');
+    return node;
   }
 
+  /**
+   * @param {string} id
+   * @returns {HTMLInputElement}
+   */
+  function inputById(id) {
+    return /** @type {HTMLInputElement} */ (byId(id));
+  }
+
+  /**
+   * @template {keyof HTMLElementTagNameMap} K
+   * @param {K} tag
+   * @param {string | null} [className]
+   * @param {unknown} [text]
+   * @returns {HTMLElementTagNameMap[K]}
+   */
   function el(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
@@ -34,33 +74,63 @@ export const APP_JS = String.raw`(function () {
     return node;
   }
 
+  /** @param {string} text */
   function announce(text) {
     var region = byId('announcer');
     region.appendChild(el('p', null, text));
-    while (region.childNodes.length > 5) region.removeChild(region.firstChild);
+    while (region.firstChild && region.childNodes.length > 5) region.removeChild(region.firstChild);
   }
 
+  /** @param {string | null | undefined} value */
   function formatTime(value) {
-    var date = new Date(value);
-    return isNaN(date.getTime()) ? String(value) : date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+    var date = new Date(/** @type {string} */ (value));
+    return isNaN(date.getTime())
+      ? String(value)
+      : date.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
   }
 
+  /** @param {string | null | undefined} value */
   function timeElement(value) {
     var node = el('time', null, formatTime(value));
     node.setAttribute('datetime', String(value));
     return node;
   }
 
+  /** @param {Alert} alert */
   function isOpen(alert) {
     if (alert.status === 'acknowledged') return true;
     return alert.status === 'active' && !alert.expired;
   }
 
+  /** @param {unknown} error */
+  function errorText(error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+
+  /**
+   * A card's element that has this data-role; cards are built with every role they are asked for.
+   * @param {Element} card
+   * @param {string} role
+   * @returns {HTMLElement}
+   */
+  function roleIn(card, role) {
+    return /** @type {HTMLElement} */ (card.querySelector('[data-role="' + role + '"]'));
+  }
+
   // Every request carries the token; 401 and 403 end the session.
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {unknown} [body]
+   * @returns {Promise<any>} the answer's JSON, shaped as the API documents it
+   */
   async function api(method, path, body) {
-    var init = { method: method, headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' } };
+    /** @type {Record<string, string>} */
+    var headers = { Authorization: 'Bearer ' + token, Accept: 'application/json' };
+    /** @type {RequestInit} */
+    var init = { method: method, headers: headers };
     if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
+      headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
     var response = await fetch(path, init);
@@ -69,11 +139,13 @@ export const APP_JS = String.raw`(function () {
     });
     if (response.status === 401 || response.status === 403) {
       signOut(data.error || 'Your token is no longer valid. Sign in again.');
+      /** @type {HttpError} */
       var denied = new Error(data.error || 'signed out');
       denied.status = response.status;
       throw denied;
     }
     if (!response.ok) {
+      /** @type {HttpError} */
       var error = new Error(data.error || 'The server answered ' + response.status + '.');
       error.status = response.status;
       throw error;
@@ -83,15 +155,17 @@ export const APP_JS = String.raw`(function () {
 
   // ---- session ----
 
+  /** @param {string} message */
   function showSignIn(message) {
     byId('session').hidden = true;
     byId('alerts').hidden = true;
     byId('sign-in').hidden = false;
     byId('sign-in-error').textContent = message || '';
-    byId('token').value = '';
-    byId('token').focus();
+    inputById('token').value = '';
+    inputById('token').focus();
   }
 
+  /** @param {string} message */
   function signOut(message) {
     closeStream();
     token = null;
@@ -103,6 +177,10 @@ export const APP_JS = String.raw`(function () {
     showSignIn(message);
   }
 
+  /**
+   * @param {string} candidate
+   * @param {boolean} fromForm
+   */
   async function signIn(candidate, fromForm) {
     token = candidate;
     var me;
@@ -111,7 +189,7 @@ export const APP_JS = String.raw`(function () {
     } catch (error) {
       if (token !== null) {
         token = null;
-        showSignIn(error.message);
+        showSignIn(errorText(error));
       }
       return;
     }
@@ -128,6 +206,7 @@ export const APP_JS = String.raw`(function () {
 
   // ---- data ----
 
+  /** @param {Alert} alert */
   function remember(alert) {
     seq += 1;
     changes.push({ seq: seq, alert: alert });
@@ -135,6 +214,7 @@ export const APP_JS = String.raw`(function () {
     apply(alert);
   }
 
+  /** @param {Alert} alert */
   function apply(alert) {
     var known = alerts.get(alert.id);
     if (known && new Date(known.updated_date) > new Date(alert.updated_date)) return;
@@ -144,7 +224,9 @@ export const APP_JS = String.raw`(function () {
   // The list from the server; changes heard while it loaded are laid over it, newest wins.
   async function loadAlerts() {
     var from = seq;
+    /** @type {Alert[]} */
     var fresh = [];
+    /** @type {string | null} */
     var cursor = null;
     try {
       for (var page = 0; page < MAX_PAGES; page += 1) {
@@ -156,7 +238,7 @@ export const APP_JS = String.raw`(function () {
         if (!cursor) break;
       }
     } catch (error) {
-      if (token !== null) byId('load-error').textContent = 'Could not load alerts: ' + error.message;
+      if (token !== null) byId('load-error').textContent = 'Could not load alerts: ' + errorText(error);
       return;
     }
     byId('load-error').textContent = '';
@@ -172,10 +254,11 @@ export const APP_JS = String.raw`(function () {
 
   // ---- rendering ----
 
+  /** @param {string} severity */
   function group(severity) {
-    var section = byId('group-' + severity);
-    if (section) return section;
-    section = el('section', 'group ' + severity);
+    var existing = document.getElementById('group-' + severity);
+    if (existing) return existing;
+    var section = el('section', 'group ' + severity);
     section.id = 'group-' + severity;
     section.setAttribute('aria-labelledby', 'group-title-' + severity);
     var heading = el('h2');
@@ -186,8 +269,12 @@ export const APP_JS = String.raw`(function () {
     return section;
   }
 
+  /**
+   * @param {Alert} a
+   * @param {Alert} b
+   */
   function newestFirst(a, b) {
-    return new Date(b.created_date) - new Date(a.created_date) || (a.id < b.id ? 1 : -1);
+    return new Date(b.created_date).getTime() - new Date(a.created_date).getTime() || (a.id < b.id ? 1 : -1);
   }
 
   function render() {
@@ -201,13 +288,14 @@ export const APP_JS = String.raw`(function () {
     });
     SEVERITIES.forEach(function (severity) {
       var section = group(severity);
-      var list = section.querySelector('ol');
+      var list = /** @type {HTMLOListElement} */ (section.querySelector('ol'));
       var items = open.filter(function (alert) {
         return alert.severity === severity;
       });
       items.sort(newestFirst);
       section.hidden = items.length === 0;
-      section.querySelector('h2').textContent = LABELS[severity] + ' (' + items.length + ')';
+      /** @type {HTMLElement} */ (section.querySelector('h2')).textContent =
+        LABELS[severity] + ' (' + items.length + ')';
       items.forEach(function (alert, index) {
         var card = cardFor(alert);
         var current = list.children[index];
@@ -219,25 +307,34 @@ export const APP_JS = String.raw`(function () {
     }).length;
     var acknowledged = open.length - waiting;
     byId('summary').textContent =
-      waiting + (waiting === 1 ? ' alert needs' : ' alerts need') + ' attention' +
+      waiting +
+      (waiting === 1 ? ' alert needs' : ' alerts need') +
+      ' attention' +
       (acknowledged > 0 ? ' · ' + acknowledged + ' acknowledged' : '');
     byId('empty').hidden = open.length > 0;
   }
 
+  /** @param {Alert} alert */
   function version(alert) {
     return alert.status + '|' + alert.updated_date;
   }
 
   // Cards are rebuilt only when their alert changed, keeping typed notes, messages and focus.
+  /** @param {Alert} alert */
   function cardFor(alert) {
     var existing = cards.get(alert.id);
     if (existing && existing.version === version(alert)) return existing.element;
     var element = buildCard(alert, existing ? existing.element : null);
     if (existing) {
-      var focused = existing.element.contains(document.activeElement) ? document.activeElement.dataset.role : null;
+      var active = document.activeElement;
+      var focused =
+        active instanceof HTMLElement && existing.element.contains(active) ? active.dataset.role : null;
       existing.element.replaceWith(element);
       if (focused) {
-        var again = element.querySelector('[data-role="' + focused + '"]') || element.querySelector('[data-role="state"]');
+        /** @type {HTMLElement | null} */
+        var again =
+          element.querySelector('[data-role="' + focused + '"]') ||
+          element.querySelector('[data-role="state"]');
         if (again) again.focus();
       }
     }
@@ -245,6 +342,7 @@ export const APP_JS = String.raw`(function () {
     return element;
   }
 
+  /** @param {unknown} context */
   function contextList(context) {
     if (!context || typeof context !== 'object' || Array.isArray(context)) {
       var pre = el('dl', 'context');
@@ -253,14 +351,19 @@ export const APP_JS = String.raw`(function () {
       return pre;
     }
     var list = el('dl', 'context');
-    Object.keys(context).forEach(function (key) {
-      var value = context[key];
+    var fields = /** @type {Record<string, unknown>} */ (context);
+    Object.keys(fields).forEach(function (key) {
+      var value = fields[key];
       list.appendChild(el('dt', null, key));
       list.appendChild(el('dd', null, typeof value === 'string' ? value : JSON.stringify(value, null, 2)));
     });
     return list;
   }
 
+  /**
+   * @param {Alert} alert
+   * @param {HTMLElement | null} previous
+   */
   function buildCard(alert, previous) {
     var item = el('li', 'alert ' + alert.severity);
     item.id = 'alert-' + alert.id;
@@ -296,7 +399,9 @@ export const APP_JS = String.raw`(function () {
     article.appendChild(el('p', 'message', alert.message));
 
     var context = alert.context;
-    var hasContext = context !== null && context !== undefined &&
+    var hasContext =
+      context !== null &&
+      context !== undefined &&
       !(typeof context === 'object' && !Array.isArray(context) && Object.keys(context).length === 0);
     if (hasContext) {
       var details = el('details');
@@ -311,29 +416,36 @@ export const APP_JS = String.raw`(function () {
 
     if (alert.status === 'acknowledged' && alert.acknowledged_by) {
       var note = el('p', 'ack-note');
-      note.appendChild(document.createTextNode('Acknowledged by ' +
-        (alert.acknowledged_by.name || alert.acknowledged_by.email || 'someone') + ' on '));
+      note.appendChild(
+        document.createTextNode(
+          'Acknowledged by ' +
+            (alert.acknowledged_by.name || alert.acknowledged_by.email || 'someone') +
+            ' on ',
+        ),
+      );
       note.appendChild(timeElement(alert.acknowledged_date));
       article.appendChild(note);
     }
 
     var actions = el('div', 'actions');
+    /** @type {HTMLTextAreaElement | null} */
     var notes = null;
     if (alert.status === 'active') {
       var notesId = 'notes-' + alert.id;
       var label = el('label', null, 'Notes (optional)');
       label.htmlFor = notesId;
-      notes = el('textarea');
-      notes.id = notesId;
-      notes.maxLength = NOTES_MAX;
-      notes.rows = 2;
-      notes.dataset.role = 'notes';
+      var typing = el('textarea');
+      typing.id = notesId;
+      typing.maxLength = NOTES_MAX;
+      typing.rows = 2;
+      typing.dataset.role = 'notes';
       if (previous) {
         var typed = previous.querySelector('textarea');
-        if (typed) notes.value = typed.value;
+        if (typed) typing.value = typed.value;
       }
       actions.appendChild(label);
-      actions.appendChild(notes);
+      actions.appendChild(typing);
+      notes = typing;
     }
     var buttons = el('div', 'buttons');
     if (alert.status === 'active') {
@@ -367,14 +479,21 @@ export const APP_JS = String.raw`(function () {
     return item;
   }
 
+  /**
+   * @param {Alert} alert
+   * @param {'acknowledge' | 'dismiss'} kind
+   * @param {HTMLElement} item
+   * @param {HTMLTextAreaElement | null} notes
+   */
   async function act(alert, kind, item, notes) {
     var card = cards.get(alert.id);
     var element = card ? card.element : item;
     var controls = element.querySelectorAll('button, textarea');
     controls.forEach(function (control) {
-      control.disabled = true;
+      /** @type {HTMLButtonElement | HTMLTextAreaElement} */ (control).disabled = true;
     });
-    element.querySelector('[data-role="error"]').textContent = '';
+    roleIn(element, 'error').textContent = '';
+    /** @type {{ notes?: string }} */
     var body = {};
     if (notes && notes.value.trim() !== '') body.notes = notes.value.trim();
     var next = nextCard(alert.id);
@@ -385,9 +504,9 @@ export const APP_JS = String.raw`(function () {
       announce((kind === 'acknowledge' ? 'Acknowledged: ' : 'Dismissed: ') + alert.title);
       var now = cards.get(alert.id);
       if (now) {
-        now.element.querySelector('[data-role="state"]').focus();
+        roleIn(now.element, 'state').focus();
       } else if (next && document.body.contains(next)) {
-        next.querySelector('h3').focus();
+        roleIn(next, 'title').focus();
       } else {
         byId('summary').tabIndex = -1;
         byId('summary').focus();
@@ -397,10 +516,11 @@ export const APP_JS = String.raw`(function () {
       var current = cards.get(alert.id);
       var target = current ? current.element : element;
       target.querySelectorAll('button, textarea').forEach(function (control) {
-        control.disabled = false;
+        /** @type {HTMLButtonElement | HTMLTextAreaElement} */ (control).disabled = false;
       });
-      target.querySelector('[data-role="error"]').textContent = error.message;
-      if (error.status === 409 || error.status === 404) {
+      roleIn(target, 'error').textContent = errorText(error);
+      var status = /** @type {HttpError} */ (error).status;
+      if (status === 409 || status === 404) {
         // Someone else got there first: show the alert as it is now.
         api('GET', '/api/alerts/' + encodeURIComponent(alert.id)).then(
           function (fresh) {
@@ -416,8 +536,14 @@ export const APP_JS = String.raw`(function () {
     }
   }
 
+  /**
+   * @param {string} id
+   * @returns {HTMLElement | null}
+   */
   function nextCard(id) {
-    var ordered = Array.from(document.querySelectorAll('#groups li.alert'));
+    var ordered = Array.from(document.querySelectorAll('#groups li.alert'), function (node) {
+      return /** @type {HTMLElement} */ (node);
+    });
     var index = ordered.findIndex(function (node) {
       return node.dataset.alertId === id;
     });
@@ -426,6 +552,7 @@ export const APP_JS = String.raw`(function () {
 
   // ---- live updates ----
 
+  /** @param {'connecting' | 'live' | 'down'} state */
   function setConnection(state) {
     var node = byId('connection');
     node.className = 'connection ' + state;
@@ -442,7 +569,7 @@ export const APP_JS = String.raw`(function () {
   function openStream() {
     closeStream();
     setConnection('connecting');
-    var stream = new EventSource('/api/alerts/stream?access_token=' + encodeURIComponent(token));
+    var stream = new EventSource('/api/alerts/stream?access_token=' + encodeURIComponent(token || ''));
     source = stream;
     var opened = false;
     stream.addEventListener('open', function () {
@@ -452,7 +579,7 @@ export const APP_JS = String.raw`(function () {
       opened = true;
     });
     stream.addEventListener('alert', function (event) {
-      var alert = JSON.parse(event.data);
+      var alert = /** @type {Alert} */ (JSON.parse(/** @type {MessageEvent} */ (event).data));
       var known = alerts.has(alert.id);
       remember(alert);
       var isNew = !known && isOpen(alert);
@@ -460,7 +587,9 @@ export const APP_JS = String.raw`(function () {
       if (isNew) {
         var card = cards.get(alert.id);
         if (card) card.element.classList.add('is-new');
-        announce('New ' + (LABELS[alert.severity] || alert.severity).toLowerCase() + ' alert: ' + alert.title);
+        announce(
+          'New ' + (LABELS[alert.severity] || alert.severity).toLowerCase() + ' alert: ' + alert.title,
+        );
       }
     });
     stream.addEventListener('resync', function () {
@@ -495,13 +624,14 @@ export const APP_JS = String.raw`(function () {
   document.addEventListener('DOMContentLoaded', function () {
     byId('sign-in-form').addEventListener('submit', async function (event) {
       event.preventDefault();
-      var value = byId('token').value.trim();
+      var value = inputById('token').value.trim();
       if (value === '') {
         byId('sign-in-error').textContent = 'Paste your token first.';
-        byId('token').focus();
+        inputById('token').focus();
         return;
       }
-      var button = event.target.querySelector('button');
+      var form = /** @type {HTMLFormElement} */ (event.target);
+      var button = /** @type {HTMLButtonElement} */ (form.querySelector('button'));
       button.disabled = true;
       try {
         await signIn(value, true);
@@ -520,4 +650,3 @@ export const APP_JS = String.raw`(function () {
     else showSignIn('');
   });
 })();
-`;
