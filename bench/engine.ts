@@ -44,7 +44,12 @@ const TABLES = 50;
 const ROWS = 2_000;
 const LATENCY_RATE = 200;
 
-const ENGINE_SETTINGS = { concurrency: 2, batchSize: 100, pollIntervalMs: 1_000 } as const;
+// BENCH_ENGINE_BATCH_SIZE tries another batch size (the engine's default is 100).
+const ENGINE_SETTINGS = {
+  concurrency: 2,
+  batchSize: Number(process.env.BENCH_ENGINE_BATCH_SIZE ?? 100),
+  pollIntervalMs: 1_000,
+} as const;
 
 const STATUS: Record<Scenario, string> = { a: 'packed', b: 'shipped' };
 
@@ -554,7 +559,8 @@ function backlogKind(step: Step): keyof Backlog {
 /**
  * BENCH_ENGINE_ONLY=throughput,matched,hot,latency runs only those parts (to iterate on one; the
  * report then leaves the others empty); BENCH_ENGINE_MATCHED overrides the matched backlog;
- * BENCH_ENGINE_STATEMENTS=1 logs pg_stat_statements of every matched run.
+ * BENCH_ENGINE_STATEMENTS=1 logs pg_stat_statements of every matched run; BENCH_ENGINE_BATCH_SIZE
+ * sets the daemon's batch size.
  */
 const PARTS = ['throughput', 'matched', 'hot', 'latency'] as const;
 type Part = (typeof PARTS)[number];

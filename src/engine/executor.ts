@@ -46,7 +46,11 @@ function changedFields(event: CapturedEvent): string[] {
   return event.operation === 'on_update' ? fieldsChanged({ ...event, operation: 'on_update' }) : [];
 }
 
-function triggerData(event: CapturedEvent, rule: RuleDefinition): Record<string, unknown> {
+function triggerData(
+  event: CapturedEvent,
+  rule: RuleDefinition,
+  changed: readonly string[],
+): Record<string, unknown> {
   return {
     event_id: event.id,
     entity: `${rule.entity.schemaName}.${rule.entity.name}`,
@@ -55,7 +59,7 @@ function triggerData(event: CapturedEvent, rule: RuleDefinition): Record<string,
     row_key: event.rowKey,
     old: event.oldRow,
     new: event.newRow,
-    changed_fields: changedFields(event),
+    changed_fields: changed,
     actor_id: event.actorId,
     txid: event.txid,
     depth: event.depth,
@@ -202,11 +206,13 @@ export class EventExecutor {
   ): Promise<ExecutionRecord> {
     const started = performance.now();
     const id = randomUUID();
+    // Compared column by column, so worked out once for the execution row and the templates.
+    const changed = changedFields(event);
     const base = {
       id,
       rule_id: rule.id,
       entity_type: rule.entity.name,
-      trigger_data: triggerData(event, rule),
+      trigger_data: triggerData(event, rule, changed),
     };
     const finish = (status: RuleStatus, actions: ActionOutcome[], error: string | null): ExecutionRecord => {
       this.#pendingExecutions.push(status);
@@ -241,6 +247,7 @@ export class EventExecutor {
       rule: { id: rule.id, name: rule.name },
       entity: { id: rule.entity.id, name: rule.entity.name, schemaName: rule.entity.schemaName },
       now: new Date(),
+      changedFields: changed,
     });
     const outcomes: ActionOutcome[] = [];
     let stopped = false;
@@ -318,6 +325,9 @@ export class EventExecutor {
       return outcome('failed', { error });
     }
     const optimistic = isolation === 'optimistic';
+    // A child logger costs more than the rest of a simple action's setup: made when first used.
+    let logger: Logger | undefined;
+    const parentLogger = this.options.logger;
     const context: ActionContext = {
       client: optimistic ? this.#countingClient(client) : client,
       ...(optimistic ? { batch: this.#batch } : {}),
@@ -328,12 +338,15 @@ export class EventExecutor {
       templateContext,
       render: (source, options) => compileTemplate(source, { html: options?.html ?? false })(templateContext),
       renderValue: (value) => renderDeep(value, templateContext, { html: false }),
-      logger: this.options.logger.child({
-        eventId: event.id,
-        ruleId: rule.id,
-        executionId,
-        actionId: action.id,
-      }),
+      get logger() {
+        logger ??= parentLogger.child({
+          eventId: event.id,
+          ruleId: rule.id,
+          executionId,
+          actionId: action.id,
+        });
+        return logger;
+      },
     };
     if (optimistic) {
       this.#counter.queries = 0;

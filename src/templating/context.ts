@@ -31,6 +31,8 @@ export interface TemplateContextInput {
   readonly entity: TemplateEntity;
   /** Defaults to the current time. */
   readonly now?: Date;
+  /** The changed columns of an update, when the caller has worked them out already. */
+  readonly changedFields?: readonly string[];
 }
 
 /**
@@ -44,6 +46,7 @@ export function buildTemplateContext({
   rule,
   entity,
   now = new Date(),
+  changedFields,
 }: TemplateContextInput): Record<string, unknown> {
   const row = event.operation === 'on_delete' ? event.oldRow : event.newRow;
   return {
@@ -53,7 +56,10 @@ export function buildTemplateContext({
     new: event.newRow,
     old: event.oldRow,
     changed_fields:
-      event.operation === 'on_update' ? fieldsChanged({ ...event, operation: 'on_update' }) : [],
+      event.operation !== 'on_update'
+        ? []
+        : // A copy: the caller's list also goes into the execution row.
+          (changedFields?.slice() ?? fieldsChanged({ ...event, operation: 'on_update' })),
     entity: { id: entity.id, name: entity.name, schema_name: entity.schemaName ?? 'public' },
     event: {
       id: event.id,

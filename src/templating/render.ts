@@ -1,6 +1,7 @@
 import { MAX_JSON_DEPTH, tooDeepMessage } from '../json-depth.js';
 import { createTemplateEnvironment } from './helpers.js';
 import { errorText } from '../error-text.js';
+import { pathOnlyRenderer } from './path-only.js';
 
 export interface TemplateOptions {
   /** HTML output escapes interpolated values; plain-text output (emails' text part, SMS, JSON payloads) must not. */
@@ -47,7 +48,10 @@ function compileUncached(source: string, options: TemplateOptions): RenderTempla
     throw templateError('could not be compiled', source, error);
   }
   const template = environment.compile(ast, { noEscape: !options.html, strict: false });
+  const pathOnly = pathOnlyRenderer(ast, { html: options.html, helpers: environment.helpers });
   return (context) => {
+    const fast = pathOnly?.(context);
+    if (fast !== undefined) return fast;
     try {
       return template(context);
     } catch (error) {
