@@ -64,10 +64,12 @@ export class AlertListenerRegistration {
   /**
    * Registers or unregisters. A writer decides whether to NOTIFY when its statement runs, and
    * commits later: one whose snapshot was taken before the registration committed sends nothing
-   * though it commits after. So registering also waits (up to IN_FLIGHT_WAIT_MS, for a
-   * transaction left open) until every transaction in progress when it committed has ended, and a
-   * stream answered after that hears every alert committed after it was answered, as when every
-   * alert was NOTIFYed.
+   * though it commits after. So registering also waits until every transaction in progress when
+   * it committed has ended, and a stream answered after that hears every alert committed after it
+   * was answered, as when every alert was NOTIFYed. The wait is bounded (IN_FLIGHT_WAIT_MS) so that a
+   * transaction left open cannot hold a page back: an alert of a transaction that was open longer
+   * than that, and checked before the registration, is not streamed; the page shows it when it next
+   * loads the list.
    */
   async set(wanted: boolean): Promise<void> {
     if (wanted === this.#registered) return;

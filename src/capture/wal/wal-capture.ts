@@ -65,15 +65,24 @@ export class WalCapture {
   }
 
   async start(): Promise<void> {
-    const client = await this.#pool.connect();
+    let client;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      await this.#pool.end();
+      throw error;
+    }
     try {
       await checkWalRequirements(client);
       const { rows } = await client.query<{ db: string }>('select current_database() as db');
       this.#slot = checkSlotName(this.#options.slot ?? defaultSlotName(rows[0]!.db));
       await enterWalMode(client, this.#slot, this.#options.logger);
-    } finally {
+    } catch (error) {
       client.release();
+      await this.#pool.end();
+      throw error;
     }
+    client.release();
     this.#loop = this.#run();
   }
 
