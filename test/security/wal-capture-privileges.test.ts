@@ -19,6 +19,7 @@ let roles: TestRoles;
 let owner: LoginRole;
 let writer: LoginRole;
 let admin: LoginRole;
+let daemon: LoginRole;
 let capture: WalCapture | undefined;
 
 async function errorOf(promise: Promise<unknown>): Promise<string> {
@@ -55,12 +56,15 @@ beforeAll(async () => {
     create table app.orders (id int primary key, n app.checked not null);
     create table app.tasks (id int primary key, n int not null default 0);
     grant insert, update on app.tasks to public;
+    create table app.loop (id int primary key, n text not null default '0');
+    grant select, insert, update on app.loop to public;
   `);
-  await db.query(`grant trigger on app.orders, app.tasks to rulebook_admin`);
+  await db.query(`grant trigger on app.orders, app.tasks, app.loop to rulebook_admin`);
   await createRule(db, { name: 'orders created', entity: 'app.orders', trigger: 'on_create' });
   await createRule(db, { name: 'tasks created', entity: 'app.tasks', trigger: 'on_create' });
   writer = await roles.login('writer');
   admin = await roles.login('admin', 'grant rulebook_admin to %I');
+  daemon = await roles.login('daemon', 'grant rulebook_daemon to %I');
   capture = new WalCapture({ databaseUrl: db.url, logger, batchSize: 100, retryMs: 100 });
   await capture.start();
   await waitFor('a reader', () => capture!.isReader);
@@ -138,6 +142,47 @@ describe('WAL capture takes the chain depth from the daemon only', () => {
     } finally {
       await engine.stop();
     }
+  });
+
+  it("the daemon's own signed depth still stops a self-triggering rule at the chain limit", async () => {
+    // The engine logs in as a non-superuser member of rulebook_daemon, which reads the secret.
+    const ruleId = await createRule(db, {
+      name: 'Bump n',
+      entity: 'app.loop',
+      trigger: 'on_update',
+      conditions: [{ field_name: 'n', operator: 'changed' }],
+      actions: [{ name: 'bump', config: { action_type: 'update_field', field: 'n', value: '{{n}}1' } }],
+    });
+    await db.query(`insert into app.loop (id) values (1)`);
+    const engine = await startEngine(db, { databaseUrl: daemon.url, captureMode: 'wal', maxChainDepth: 3 });
+    try {
+      const client = await writer.pool.connect();
+      try {
+        await client.query('begin');
+        await client.query(`select pg_logical_emit_message(true, 'rulebook.depth', '0')`);
+        await client.query(`update app.loop set n = '1' where id = 1`);
+        await client.query('commit');
+      } finally {
+        client.release();
+      }
+      await waitFor('the chain limit to stop the rule', async () => {
+        const rows = await db.query(
+          `select 1 from workflow.automation_executions
+            where automation_rules_id = $1 and error_message like 'chain depth % exceeds the limit of 3%'`,
+          [ruleId],
+        );
+        return rows.length > 0;
+      });
+    } finally {
+      await engine.stop();
+    }
+    const executions = await db.query<{ depth: string }>(
+      `select trigger_data ->> 'depth' as depth from workflow.automation_executions
+        where automation_rules_id = $1 order by executed_at`,
+      [ruleId],
+    );
+    // The writer's change at 0, then one per level up to the limit, then the refused one.
+    expect(executions.map((e) => e.depth)).toEqual(['0', '1', '2', '3', '4']);
   });
 
   it('neither a writer nor rulebook_admin reads the signing secret', async () => {
