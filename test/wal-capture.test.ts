@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leaveWalMode } from '../src/capture/wal/capture-mode.js';
 import { WalCapture } from '../src/capture/wal/wal-capture.js';
 import { WalReader } from '../src/capture/wal/wal-reader.js';
+import { DECLARE_DEPTH_SQL } from '../src/capture/wal/wal-context.js';
 import { checkWalRequirements } from '../src/capture/wal/wal-requirements.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
@@ -256,12 +257,15 @@ describe('WAL capture', () => {
     expect(after).toEqual({ identity: 'd', published: false });
   });
 
-  it("takes the chain depth and the actor from the transaction's logical decoding messages", async () => {
+  it("takes the chain depth the daemon signed and the actor from the transaction's logical decoding messages", async () => {
     await db.query('delete from workflow.events');
     await db.withClient(async (client) => {
       await client.query('begin');
       await client.query(`insert into sales.orders (id, status) values (30, 'new')`);
-      await client.query(`select pg_logical_emit_message(true, 'rulebook.depth', '3')`);
+      // Unsigned, and signed for another transaction: ignored. Signed by the daemon's secret: taken.
+      await client.query(`select pg_logical_emit_message(true, 'rulebook.depth', '7')`);
+      await client.query(`select pg_logical_emit_message(true, 'rulebook.depth', '7:' || repeat('0', 64))`);
+      await client.query(DECLARE_DEPTH_SQL, ['3']);
       await client.query(`select pg_logical_emit_message(true, 'rulebook.actor_id', 'alice')`);
       await client.query(`insert into sales.orders (id, status) values (31, 'new')`);
       await client.query('commit');

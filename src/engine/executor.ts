@@ -13,6 +13,7 @@ import type { ActionDefinition, CapturedEvent, RuleDefinition } from '../model/t
 import type { EngineMetrics } from './metrics.js';
 import { WriteBatch } from '../db/write-batch.js';
 import { errorText } from '../error-text.js';
+import { DECLARE_DEPTH_SQL } from '../capture/wal/wal-context.js';
 
 export interface ExecutorOptions {
   readonly actions: ActionRegistry;
@@ -397,10 +398,8 @@ export class EventExecutor {
     // Writes handed over ran at the depth they were made at: captured, they say how deep they are.
     await this.flush(client);
     if (declare) {
-      await client.query(
-        "select set_config('rulebook.depth', $1, true), pg_logical_emit_message(true, 'rulebook.depth', $1)",
-        [String(depth)],
-      );
+      // Signed with the daemon's secret, bound to this transaction (wal-context.ts).
+      await client.query(DECLARE_DEPTH_SQL, [String(depth)]);
       this.#walDepth = depth;
     } else {
       await client.query("select set_config('rulebook.depth', $1, true)", [String(depth)]);

@@ -5,7 +5,7 @@ import { appendChanges, type WalChange } from './append-changes.js';
 import { CAPTURE_PUBLICATION } from './capture-slot.js';
 import type { WalMessage, WalRelation } from './pgoutput-decoder.js';
 import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
-import { readContextMessage } from './wal-context.js';
+import { loadContextSecret, readContextMessage } from './wal-context.js';
 
 export interface WalReaderOptions {
   readonly databaseUrl: string;
@@ -52,6 +52,9 @@ export class WalReader {
   readonly #warned = new Set<string>();
   #failure: ((error: unknown) => void) | undefined;
   #stopped = false;
+  /** The daemon's signing secret (wal-context.ts); undefined: no depth message verifies. */
+  #secret: string | undefined;
+  #rejectedDepths = 0;
 
   constructor(options: WalReaderOptions) {
     this.#options = options;
@@ -72,8 +75,19 @@ export class WalReader {
     });
   }
 
+  /** Depth messages ignored because they were not the daemon's (forged, or unsigned). */
+  get rejectedDepthMessages(): number {
+    return this.#rejectedDepths;
+  }
+
   /** Streams until stop() (resolves) or a failure (rejects). */
   async read(): Promise<void> {
+    this.#secret = await loadContextSecret(this.#options.pool);
+    if (this.#secret === undefined) {
+      this.#options.logger.error(
+        'WAL capture: this role may not read workflow.wal_context_secret, so no chain depth verifies and every captured write counts as depth 0; run the daemon as a member of rulebook_daemon',
+      );
+    }
     const failed = new Promise<never>((_resolve, reject) => {
       this.#failure = reject;
     });
@@ -153,8 +167,27 @@ export class WalReader {
         return;
       }
       case 'message': {
-        const context = this.#transaction && message.transactional ? readContextMessage(message) : undefined;
-        if (context) Object.assign(this.#transaction!, context);
+        const transaction = this.#transaction;
+        const context =
+          transaction && message.transactional
+            ? readContextMessage(message, transaction.xid, this.#secret)
+            : undefined;
+        if (!context) return;
+        if ('rejected' in context) {
+          // Counted and logged, and the writes keep the depth they had (0 unless the daemon signed one).
+          this.#rejectedDepths += 1;
+          const details = { xid: transaction!.xid, reason: context.rejected, rejected: this.#rejectedDepths };
+          if (this.#rejectedDepths === 1 || this.#rejectedDepths % 1000 === 0) {
+            this.#options.logger.warn(
+              details,
+              'WAL capture: ignored a rulebook.depth message the daemon did not sign; only the daemon sets the chain depth',
+            );
+          } else {
+            this.#options.logger.debug(details, 'WAL capture: ignored an unsigned rulebook.depth message');
+          }
+          return;
+        }
+        Object.assign(transaction!, context);
         return;
       }
       case 'commit':
