@@ -111,7 +111,7 @@ export async function startDaemon(
       const client = new pg.Client({ connectionString: database.url });
       await client.connect();
       try {
-        await leaveWalMode(client, logger);
+        await leaveWalMode(client, logger, { batchSize: config.capture.walBatchSize });
       } finally {
         await client.end();
       }

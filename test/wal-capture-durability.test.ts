@@ -138,6 +138,45 @@ describe('a daemon killed with SIGKILL', () => {
     );
     expect(summary).toEqual({ alerts: total, orders: total });
   });
+
+  it('a daemon started in trigger mode appends what the slot held unread, once, and drops the slot', async () => {
+    for (const daemon of daemons.splice(0)) {
+      daemon.child.kill('SIGKILL');
+      await daemon.exited();
+    }
+    await waitFor('the slot to be released', async () => {
+      const rows = await db.query(
+        `select 1 from pg_replication_slots where database = current_database() and active`,
+      );
+      return rows.length === 0;
+    });
+    const [before] = await db.query<{ n: number; last: number }>(
+      `select count(*)::int as n, coalesce(max(id), 0)::int as last from sales.orders`,
+    );
+    // Written in WAL mode with no reader running: only the slot has them.
+    let next = await insertBatches(db.url, before!.last + 1, 6, 50);
+    const triggers = spawnRulebook(['start', '--no-http'], { ...env(), RULEBOOK_CAPTURE: 'triggers' });
+    daemons.push(triggers);
+    await triggers.waitForLog('WAL capture is off: dropped its replication slot');
+    // After the switch: captured by the triggers.
+    next = await insertBatches(db.url, next, 2, 50);
+    const total = next - 1;
+    await waitFor(
+      `${total} alerts`,
+      async () => {
+        const [row] = await db.query<{ n: number }>('select count(*)::int as n from workflow.alerts');
+        return row!.n >= total;
+      },
+      60_000,
+    );
+    // Order is checked on the events in wal-capture.test.ts; here the engine consumes them.
+    const [summary] = await db.query<{ alerts: number; orders: number; slots: number }>(
+      `select count(*)::int as alerts, count(distinct message)::int as orders,
+              (select count(*)::int from pg_replication_slots where database = current_database()) as slots
+         from workflow.alerts`,
+    );
+    expect(summary).toEqual({ alerts: total, orders: total, slots: 0 });
+  });
 });
 
 describe('PostgreSQL restarting under the reader', () => {

@@ -471,4 +471,184 @@ describe('WAL capture', () => {
     await db.query(`insert into sales.orders (id, status) values (300, 'new')`);
     expect((await events()).map((e) => e.operation)).toEqual(['on_create']);
   });
+
+  describe('turning WAL capture off loses nothing', () => {
+    /** WAL mode on, no reader running: what is written stays in the slot, unread. */
+    async function walModeWithoutReader(): Promise<string> {
+      await startCapture();
+      await waitFor('the reader to stream the slot', async () => {
+        const rows = await db.query(
+          'select 1 from pg_replication_slots where database = current_database() and active',
+        );
+        return rows.length > 0;
+      });
+      await stopCaptures();
+      // The stopped reader's sessions end on the server a moment after the client closes them.
+      await waitFor('the reader lock and the slot to be released', async () => {
+        const rows = await db.query(
+          `select 1 from pg_locks where locktype = 'advisory' and granted
+           union all select 1 from pg_replication_slots where database = current_database() and active`,
+        );
+        return rows.length === 0;
+      });
+      await db.query('delete from workflow.events');
+      const [settings] = await db.query<{ slot_name: string }>(
+        'select slot_name from workflow.capture_settings',
+      );
+      return settings!.slot_name;
+    }
+
+    async function writeUnread(first: number): Promise<void> {
+      await db.query(`insert into sales.orders (id, status) values ($1, 'new'), ($2, 'new')`, [
+        first,
+        first + 1,
+      ]);
+      await db.query(`update sales.orders set status = 'paid' where id = $1`, [first]);
+      await db.query(`delete from sales.orders where id = $1`, [first + 1]);
+      await db.query(
+        `insert into sales.orders (id, status) select g, 'bulk' from generate_series($1::int, $2::int) g`,
+        [first + 10, first + 29],
+      );
+    }
+
+    const expected = (first: number) => [
+      ['on_create', first],
+      ['on_create', first + 1],
+      ['on_update', first],
+      ['on_delete', first + 1],
+      ...Array.from({ length: 20 }, (_, i) => ['on_create', first + 10 + i]),
+    ];
+
+    async function captured(): Promise<unknown[][]> {
+      return (await events()).map((e) => [e.operation, (e.row_key as { id: number }).id]);
+    }
+
+    async function slotGone(slot: string): Promise<void> {
+      expect(await db.query('select 1 from pg_replication_slots where slot_name = $1', [slot])).toEqual([]);
+      const [state] = await db.query<{ mode: string; slot_name: string | null; drain_until: string | null }>(
+        'select mode, slot_name, drain_until::text from workflow.capture_settings',
+      );
+      expect(state).toEqual({ mode: 'triggers', slot_name: null, drain_until: null });
+    }
+
+    it('appends what the slot held unread, once and in order, then the triggers take over and the slot is gone', async () => {
+      const slot = await walModeWithoutReader();
+      await writeUnread(500);
+      expect(await eventCount()).toBe(0);
+      await db.withClient((client) => leaveWalMode(client, logger, { batchSize: 5 }));
+      expect(await captured()).toEqual(expected(500));
+      await slotGone(slot);
+      await db.query(`update sales.orders set status = 'shipped' where id = 500`);
+      expect((await captured()).slice(-1)).toEqual([['on_update', 500]]);
+      expect(await eventCount()).toBe(expected(500).length + 1);
+    });
+
+    it('finishes the drain at the next start after a crash in the middle of it', async () => {
+      const slot = await walModeWithoutReader();
+      await writeUnread(600);
+      const messages: string[] = [];
+      const recording = createLogger('info');
+      recording.error = ((...args: unknown[]) => {
+        messages.push(String(args.find((a) => typeof a === 'string')));
+      }) as typeof recording.error;
+      await db.withClient(async (client) => {
+        // The daemon dies after its first batch is appended, before the slot is moved past it.
+        let advances = 0;
+        const crashing = new Proxy(client, {
+          get(target, property, receiver) {
+            if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+            return (text: unknown, values?: unknown) => {
+              if (
+                typeof text === 'string' &&
+                text.includes('pg_replication_slot_advance') &&
+                ++advances === 1
+              ) {
+                return Promise.reject(new Error('crashed between the append and moving the slot'));
+              }
+              return target.query(text as string, values as unknown[]);
+            };
+          },
+        });
+        await leaveWalMode(crashing, recording, { batchSize: 5 });
+      });
+      expect(messages.some((m) => m.includes('its slot could not be read up to the switch'))).toBe(true);
+      expect((await captured()).length).toBeGreaterThan(0);
+      expect((await captured()).length).toBeLessThan(expected(600).length);
+      // Written after the switch: captured by the triggers, not read from the slot at the restart.
+      await db.query(`insert into sales.orders (id, status) values (650, 'new')`);
+      await db.withClient((client) => leaveWalMode(client, logger, { batchSize: 5 }));
+      const all = await captured();
+      expect(all.filter((e) => e[1] !== 650)).toEqual(expected(600));
+      expect(all.filter((e) => e[1] === 650)).toEqual([['on_create', 650]]);
+      await slotGone(slot);
+    });
+
+    it('leaves the slot to a daemon still in WAL mode, and the next start drops it', async () => {
+      const slot = await walModeWithoutReader();
+      await writeUnread(700);
+      const reader = await startCapture();
+      const warnings: string[] = [];
+      const recording = createLogger('info');
+      recording.warn = ((...args: unknown[]) => {
+        warnings.push(String(args.find((a) => typeof a === 'string')));
+      }) as typeof recording.warn;
+      await db.withClient((client) => leaveWalMode(client, recording));
+      expect(warnings.some((w) => w.includes('mixed configuration'))).toBe(true);
+      await waitFor('the WAL reader to append what was written before the switch', async () => {
+        return (await eventCount()) === expected(700).length;
+      });
+      await db.query(`insert into sales.orders (id, status) values (750, 'new')`);
+      captures.splice(captures.indexOf(reader), 1);
+      await reader.stop();
+      await waitFor('the slot to be released', async () => {
+        const rows = await db.query('select 1 from pg_replication_slots where slot_name = $1 and active', [
+          slot,
+        ]);
+        return rows.length === 0;
+      });
+      await db.withClient((client) => leaveWalMode(client, logger));
+      expect(await captured()).toEqual([...expected(700), ['on_create', 750]]);
+      await slotGone(slot);
+    });
+
+    it('resumes an unfinished drain when WAL mode is turned on again', async () => {
+      const slot = await walModeWithoutReader();
+      await writeUnread(900);
+      await db.withClient(async (holder) => {
+        // Another daemon in WAL mode holds the reader lock: the slot is left undrained.
+        await holder.query(`select pg_advisory_lock(hashtextextended('rulebook.wal_capture', 0))`);
+        await db.withClient((client) => leaveWalMode(client, logger));
+        await holder.query(`select pg_advisory_unlock(hashtextextended('rulebook.wal_capture', 0))`);
+      });
+      expect(await eventCount()).toBe(0);
+      await db.query(`insert into sales.orders (id, status) values (950, 'new')`);
+      await startCapture();
+      await db.query(`insert into sales.orders (id, status) values (951, 'new')`);
+      await caughtUp();
+      const all = await captured();
+      expect(all.filter((e) => e[1] !== 950 && e[1] !== 951)).toEqual(expected(900));
+      expect(all.filter((e) => e[1] === 950 || e[1] === 951)).toEqual([
+        ['on_create', 950],
+        ['on_create', 951],
+      ]);
+      await stopCaptures();
+      await db.withClient((client) => leaveWalMode(client, logger));
+      await slotGone(slot);
+    });
+
+    it('says so and goes on when the slot was dropped by hand', async () => {
+      const slot = await walModeWithoutReader();
+      await db.query('select pg_drop_replication_slot($1)', [slot]);
+      const errors: string[] = [];
+      const recording = createLogger('info');
+      recording.error = ((...args: unknown[]) => {
+        errors.push(String(args.find((a) => typeof a === 'string')));
+      }) as typeof recording.error;
+      await db.withClient((client) => leaveWalMode(client, recording));
+      expect(errors.some((e) => e.includes('its replication slot is gone'))).toBe(true);
+      await slotGone(slot);
+      await db.query(`insert into sales.orders (id, status) values (800, 'new')`);
+      expect(await captured()).toEqual([['on_create', 800]]);
+    });
+  });
 });

@@ -216,6 +216,8 @@ describe('rulebook_admin cannot switch, lock or skip tables through WAL capture'
       `select workflow.start_wal_capture_at('rulebook_capture', 'FFFFFFFF/0')`,
       `select workflow.set_capture_mode('triggers', null)`,
       `select workflow.append_wal_changes('x', '[]')`,
+      `select workflow.leave_wal_capture()`,
+      `select workflow.finish_leaving_wal_capture('x')`,
     ]) {
       expect(await errorOf(admin.query(statement)), statement).toMatch(/permission denied/);
     }

@@ -22,7 +22,7 @@ export interface WalChange {
   readonly a?: string;
 }
 
-const APPEND = 'select workflow.append_wal_changes($1, $2::jsonb) as events';
+export const APPEND_WAL_CHANGES = 'select workflow.append_wal_changes($1, $2::jsonb) as events';
 
 /**
  * Appends a batch in one transaction with the slot's progress row, so that a batch is either
@@ -42,7 +42,7 @@ export async function appendChanges(
     // One statement is its own transaction: the function writes the events and the progress row.
     const { rows } = await client.query<{ events: number }>({
       name: 'rulebook-append-wal-changes',
-      text: APPEND,
+      text: APPEND_WAL_CHANGES,
       values: [slot, JSON.stringify(changes)],
     });
     return rows[0]!.events;

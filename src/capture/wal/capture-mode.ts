@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
-import { dropSlot, ensureSlot } from './capture-slot.js';
+import { dropSlot, ensureSlot, RELEASE_READER_LOCK, slotExists, TRY_READER_LOCK } from './capture-slot.js';
+import { describeError } from '../../describe-error.js';
+import { drainSlot } from './drain-slot.js';
 
 /**
  * Puts the database in WAL mode: the slot first (it keeps every change from its creation on), then,
@@ -15,20 +17,33 @@ export async function enterWalMode(client: pg.ClientBase, slot: string, logger: 
   if (created) logger.info({ slot }, 'WAL capture: created the replication slot');
   await client.query('begin');
   try {
-    const { rows } = await client.query<{ mode: string; slot_name: string | null }>(
-      'select mode, slot_name from workflow.capture_settings for update',
-    );
+    const { rows } = await client.query<{
+      mode: string;
+      slot_name: string | null;
+      drain_until: string | null;
+    }>('select mode, slot_name, drain_until::text from workflow.capture_settings for update');
     const before = rows[0]!;
     const switched = await client.query<{ lsn: string }>('select workflow.set_capture_mode($1, $2) as lsn', [
       'wal',
       slot,
     ]);
-    const startsHere = before.mode !== 'wal' || created || before.slot_name !== slot;
+    // A drain left unfinished by leaveWalMode (another daemon was still in WAL mode): the slot keeps
+    // its progress row and resumes from it. It holds nothing of the trigger-mode period in between,
+    // since the tables were out of the publication, so every change is still captured once.
+    const resumesDrain =
+      before.mode !== 'wal' && before.drain_until !== null && !created && before.slot_name === slot;
+    const startsHere = !resumesDrain && (before.mode !== 'wal' || created || before.slot_name !== slot);
+    await client.query('update workflow.capture_settings set drain_until = null');
     if (startsHere) {
       await client.query('select workflow.start_wal_capture_at($1, $2)', [slot, switched.rows[0]!.lsn]);
     }
     await client.query('commit');
-    if (before.mode !== 'wal') {
+    if (resumesDrain) {
+      logger.info(
+        { slot, drainUntil: before.drain_until },
+        'WAL capture: switched back to WAL capture before the slot was drained; the reader appends what it still holds',
+      );
+    } else if (before.mode !== 'wal') {
       logger.info(
         { slot, from: switched.rows[0]!.lsn },
         'WAL capture: switched from trigger capture to WAL capture',
@@ -45,44 +60,86 @@ export async function enterWalMode(client: pg.ClientBase, slot: string, logger: 
   }
 }
 
+/** Changes per append while draining, when the caller does not say (RULEBOOK_WAL_BATCH_SIZE's default). */
+const DRAIN_BATCH_SIZE = 2000;
+
 /**
- * What a daemon in trigger mode does: when the database was in WAL mode, gives every table back to
- * its triggers, and drops the WAL capture slot, which would otherwise hold the server's WAL for as
- * long as it exists. Changes the slot still held unread at the switch are not captured; the log
- * says how much WAL that was.
+ * What a daemon in trigger mode does when the database was in WAL mode: gives every table back to
+ * its triggers, recording the WAL position after that switch (drain_until, 000021) in the same
+ * transaction; appends the changes the slot still holds that committed before it (they were
+ * written with the triggers disabled) with the reader's idempotent append; then drops the slot and
+ * the publication. Each change is captured by one path: the slot before the switch point, the
+ * triggers after it.
+ *
+ * The slot is read under the reader lock. When another daemon holds it, that daemon runs in WAL
+ * mode (a mixed configuration): it keeps reading the slot, which after the switch holds nothing
+ * newer than the switch point, so nothing is lost or doubled; the slot is left, with a warning,
+ * and the next daemon started in trigger mode once none runs in WAL mode drains and drops it. A
+ * crash anywhere leaves drain_until set, and the next start finishes the drain. A slot that is
+ * gone (dropped by hand) is logged with what could not be read, and forgotten.
  */
-export async function leaveWalMode(client: pg.ClientBase, logger: Logger): Promise<void> {
-  const { rows } = await client.query<{ mode: string; slot_name: string | null }>(
-    'select mode, slot_name from workflow.capture_settings',
+export async function leaveWalMode(
+  client: pg.ClientBase,
+  logger: Logger,
+  options: { readonly batchSize?: number } = {},
+): Promise<void> {
+  const { rows } = await client.query<{ mode: string; slot_name: string | null; drain_until: string | null }>(
+    'select mode, slot_name, drain_until::text from workflow.capture_settings',
   );
   const settings = rows[0];
   if (!settings || (settings.mode !== 'wal' && settings.slot_name === null)) return;
+  let until = settings.drain_until;
   if (settings.mode === 'wal') {
-    await client.query('select workflow.set_capture_mode($1, null)', ['triggers']);
+    const switched = await client.query<{ lsn: string }>('select workflow.leave_wal_capture()::text as lsn');
+    until = switched.rows[0]!.lsn;
     logger.info(
-      'WAL capture is off (RULEBOOK_CAPTURE=triggers): registered tables are captured by their triggers again',
+      { slot: settings.slot_name, until },
+      'WAL capture is off (RULEBOOK_CAPTURE=triggers): registered tables are captured by their triggers again; the slot is read up to the switch',
     );
   }
-  if (settings.slot_name === null) return;
-  const lag = await client.query<{ lag: string | null }>(
-    `select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text as lag
-       from pg_replication_slots where slot_name = $1`,
-    [settings.slot_name],
-  );
-  const outcome = await dropSlot(client, settings.slot_name);
-  if (outcome === 'dropped') {
-    logger.info(
-      { slot: settings.slot_name, unreadBytes: Number(lag.rows[0]?.lag ?? 0) },
-      'WAL capture is off: dropped its replication slot',
-    );
-  } else if (outcome === 'active') {
+  const slot = settings.slot_name;
+  if (slot === null) {
+    await client.query('select workflow.finish_leaving_wal_capture(null)');
+    return;
+  }
+  const locked = await client.query<{ locked: boolean }>(TRY_READER_LOCK);
+  if (!locked.rows[0]!.locked) {
     logger.warn(
-      { slot: settings.slot_name },
-      'WAL capture is off here, but another daemon still reads its slot (RULEBOOK_CAPTURE=wal there); the slot is left',
+      { slot, until },
+      'WAL capture is off here, but another daemon still runs with RULEBOOK_CAPTURE=wal and reads its slot (mixed configuration): it appends what the slot holds up to the switch; the slot is left until a daemon in trigger mode starts while none runs in WAL mode',
     );
     return;
   }
-  await client.query('update workflow.capture_settings set slot_name = null where slot_name = $1', [
-    settings.slot_name,
-  ]);
+  try {
+    if (!(await slotExists(client, slot))) {
+      logger.error(
+        { slot, until },
+        'WAL capture is off: its replication slot is gone (dropped by hand?), so the changes it held unread before the switch could not be appended',
+      );
+    } else if (until !== null) {
+      try {
+        const drained = await drainSlot(client, slot, until, options.batchSize ?? DRAIN_BATCH_SIZE);
+        logger.info(
+          { slot, until, ...drained },
+          'WAL capture is off: appended what its slot held up to the switch',
+        );
+      } catch (error) {
+        // Dropping the slot would lose what it holds: it is left, and the next start tries again.
+        logger.error(
+          { err: describeError(error), slot, until },
+          "WAL capture is off, but its slot could not be read up to the switch; the slot is left (it holds the server's WAL) and the next daemon started in trigger mode tries again",
+        );
+        return;
+      }
+    }
+    const outcome = await dropSlot(client, slot);
+    if (outcome === 'active') {
+      logger.warn({ slot }, 'WAL capture is off, but a session still streams its slot; the slot is left');
+      return;
+    }
+    if (outcome === 'dropped') logger.info({ slot }, 'WAL capture is off: dropped its replication slot');
+    await client.query('select workflow.finish_leaving_wal_capture($1)', [slot]);
+  } finally {
+    await client.query(RELEASE_READER_LOCK);
+  }
 }

@@ -4,6 +4,13 @@ import type pg from 'pg';
 export const CAPTURE_PUBLICATION = 'rulebook_capture';
 
 /**
+ * The advisory lock (session-level) held by the one daemon that reads the slot: the WAL reader, or
+ * a daemon in trigger mode draining the slot after WAL mode. Nobody reads the slot without it.
+ */
+export const TRY_READER_LOCK = `select pg_try_advisory_lock(hashtextextended('rulebook.wal_capture', 0)) as locked`;
+export const RELEASE_READER_LOCK = `select pg_advisory_unlock(hashtextextended('rulebook.wal_capture', 0))`;
+
+/**
  * The slot a database's WAL capture reads. Slots belong to the whole cluster, so the default
  * carries the database's name: two rulebook databases on one server get a slot each.
  */

@@ -3,7 +3,7 @@ import type { Logger } from '../../logger.js';
 import { createPool } from '../../db/pool.js';
 import { describeError } from '../../describe-error.js';
 import { enterWalMode } from './capture-mode.js';
-import { checkSlotName, defaultSlotName } from './capture-slot.js';
+import { checkSlotName, defaultSlotName, TRY_READER_LOCK } from './capture-slot.js';
 import { WalReader } from './wal-reader.js';
 import { checkWalRequirements } from './wal-requirements.js';
 
@@ -18,9 +18,6 @@ export interface WalCaptureOptions {
   readonly retryMs: number;
   readonly onAppended?: (events: number, changes: number) => void;
 }
-
-/** The advisory lock that elects the one daemon reading the slot (session-level, on #lockClient). */
-const READER_LOCK = `select pg_try_advisory_lock(hashtextextended('rulebook.wal_capture', 0)) as locked`;
 
 /**
  * RULEBOOK_CAPTURE=wal in one daemon. start() checks the server, switches the database to WAL mode
@@ -114,6 +111,8 @@ export class WalCapture {
             },
           });
           this.#reader = reader;
+          // stop() may have run while the lock was being taken, before there was a reader to stop.
+          if (this.#stopping) await reader.stop();
           // The lock's session ending (the server restarting) must end the stream too.
           const lockLost = new Promise<never>((_resolve, reject) => {
             this.#lockClient?.once('error', reject);
@@ -151,7 +150,7 @@ export class WalCapture {
       this.#lockClient = client;
     }
     try {
-      const { rows } = await this.#lockClient.query<{ locked: boolean }>(READER_LOCK);
+      const { rows } = await this.#lockClient.query<{ locked: boolean }>(TRY_READER_LOCK);
       if (rows[0]!.locked) return true;
       return false;
     } catch (error) {

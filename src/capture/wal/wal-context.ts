@@ -31,7 +31,7 @@ select set_config('rulebook.depth', $1, true),
 export type ContextMessage = { depth: number } | { actor: string } | { rejected: string };
 
 /** The signing secret, or undefined when this role may not read it (every depth is then rejected). */
-export async function loadContextSecret(pool: pg.Pool): Promise<string | undefined> {
+export async function loadContextSecret(pool: pg.Pool | pg.ClientBase): Promise<string | undefined> {
   try {
     const result = await pool.query<{ secret: string }>('select secret from workflow.wal_context_secret');
     return result.rows[0]?.secret;

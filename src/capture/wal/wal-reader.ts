@@ -6,6 +6,7 @@ import { CAPTURE_PUBLICATION } from './capture-slot.js';
 import type { WalMessage, WalRelation } from './pgoutput-decoder.js';
 import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
 import { loadContextSecret, readContextMessage } from './wal-context.js';
+import { openTransaction, toWalChange, type OpenTransaction } from './wal-change.js';
 
 export interface WalReaderOptions {
   readonly databaseUrl: string;
@@ -44,8 +45,7 @@ export class WalReader {
   #head = 0;
   #draining = false;
   #pending: WalChange[] = [];
-  #transaction:
-    { commitLsn: string; xid: number; time: string; seq: number; depth?: number; actor?: string } | undefined;
+  #transaction: OpenTransaction | undefined;
   /** Everything before this position is in #pending or appended. */
   #safeLsn: bigint = 0n;
   #confirmedLsn: bigint = 0n;
@@ -92,6 +92,8 @@ export class WalReader {
       this.#failure = reject;
     });
     failed.catch(() => undefined);
+    // stop() before the stream started: there is no stream for it to end.
+    if (this.#stopped) return;
     const plugin = new TextPgoutputPlugin(CAPTURE_PUBLICATION);
     // '0/0': start where the slot was last confirmed.
     await Promise.race([this.#service.subscribe(plugin as never, this.#options.slot, '0/0'), failed]);
@@ -127,12 +129,7 @@ export class WalReader {
   async #handle(message: WalMessage): Promise<void> {
     switch (message.tag) {
       case 'begin':
-        this.#transaction = {
-          commitLsn: message.commitLsn,
-          xid: message.xid,
-          time: message.commitTime.toISOString(),
-          seq: 0,
-        };
+        this.#transaction = openTransaction(message);
         return;
       case 'relation':
         this.#checkIdentity(message.relation);
@@ -142,19 +139,7 @@ export class WalReader {
       case 'delete': {
         const transaction = this.#transaction;
         if (!transaction) throw new Error(`pgoutput: a ${message.tag} outside a transaction`);
-        transaction.seq += 1;
-        const change: WalChange = {
-          l: transaction.commitLsn,
-          s: transaction.seq,
-          x: transaction.xid,
-          t: transaction.time,
-          r: message.relation.id,
-          o: message.tag === 'insert' ? 'I' : message.tag === 'update' ? 'U' : 'D',
-          ...(message.tag !== 'delete' ? { n: message.new } : {}),
-          ...(message.tag !== 'insert' && message.old ? { d: message.old } : {}),
-          ...(transaction.depth !== undefined ? { p: transaction.depth } : {}),
-          ...(transaction.actor !== undefined ? { a: transaction.actor } : {}),
-        };
+        const change = toWalChange(transaction, message);
         if (message.tag === 'update' && message.missing.length > 0) {
           this.#warnOnce(
             `toast:${message.relation.id}`,

@@ -1,0 +1,40 @@
+import type { WalChange } from './append-changes.js';
+import type { WalMessage } from './pgoutput-decoder.js';
+
+/** The transaction whose changes are being read: what each of its changes carries. */
+export interface OpenTransaction {
+  readonly commitLsn: string;
+  readonly xid: number;
+  readonly time: string;
+  /** Changes of this transaction read so far. */
+  seq: number;
+  depth?: number;
+  actor?: string;
+}
+
+export function openTransaction(begin: Extract<WalMessage, { tag: 'begin' }>): OpenTransaction {
+  return { commitLsn: begin.commitLsn, xid: begin.xid, time: begin.commitTime.toISOString(), seq: 0 };
+}
+
+/**
+ * One row change as workflow.append_wal_changes reads it; counts it in its transaction. Shared by
+ * the streaming reader and the drain when leaving WAL mode, so both append the same events.
+ */
+export function toWalChange(
+  transaction: OpenTransaction,
+  message: Extract<WalMessage, { tag: 'insert' | 'update' | 'delete' }>,
+): WalChange {
+  transaction.seq += 1;
+  return {
+    l: transaction.commitLsn,
+    s: transaction.seq,
+    x: transaction.xid,
+    t: transaction.time,
+    r: message.relation.id,
+    o: message.tag === 'insert' ? 'I' : message.tag === 'update' ? 'U' : 'D',
+    ...(message.tag !== 'delete' ? { n: message.new } : {}),
+    ...(message.tag !== 'insert' && message.old ? { d: message.old } : {}),
+    ...(transaction.depth !== undefined ? { p: transaction.depth } : {}),
+    ...(transaction.actor !== undefined ? { a: transaction.actor } : {}),
+  };
+}
