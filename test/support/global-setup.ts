@@ -16,11 +16,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const server = await startTestServer();
   const template = `rulebook_template_${process.pid}`;
   const admin = new pg.Client({ connectionString: server.adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${template}`);
-  await admin.query(`create database ${template}`);
-  await migrateDatabase(databaseUrl(server.adminUrl, template));
-  await admin.query(`alter database ${template} is_template true`);
+  try {
+    await admin.connect();
+    await admin.query(`drop database if exists ${template}`);
+    await admin.query(`create database ${template}`);
+    await migrateDatabase(databaseUrl(server.adminUrl, template));
+    await admin.query(`alter database ${template} is_template true`);
+  } catch (error) {
+    // A migration that fails must not leave the run's server behind (vitest calls no teardown).
+    await admin.end().catch(() => undefined);
+    await server.stop();
+    throw error;
+  }
   project.provide('pgAdminUrl', server.adminUrl);
   project.provide('templateDatabase', template);
   return async () => {
