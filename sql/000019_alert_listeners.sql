@@ -106,10 +106,3 @@ begin
   end loop;
 end
 $$;
-
--- The event queue empties and fills again all day; when autovacuum finds its tail pages empty it
--- truncates them, holding an ACCESS EXCLUSIVE lock on workflow.events that every capturing writer
--- and the engine queue behind (measured by bench/retention.ts: an application's update waited
--- 21 ms behind an autovacuum worker; vacuum gives the lock up once it sees a waiter, checking every
--- 20 ms). The space would be needed again within seconds, so it is kept.
-alter table workflow.events set (vacuum_truncate = false, toast.vacuum_truncate = false);
