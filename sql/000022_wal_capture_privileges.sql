@@ -315,7 +315,8 @@ begin
     else
       execute format('revoke all on function %s from public', v.fn);
       if v.proname in ('append_wal_changes', 'start_wal_capture_at', 'set_capture_mode', 'wal_capture_table',
-                       'trigger_capture_table', 'leave_wal_capture', 'finish_leaving_wal_capture') then
+                       'trigger_capture_table', 'leave_wal_capture', 'finish_leaving_wal_capture',
+                       'create_capture_publication') then
         execute format('revoke all on function %s from rulebook_admin', v.fn);
         execute format('grant execute on function %s to rulebook_daemon', v.fn);
       elsif v.proname <> 'apply_privileges' then

@@ -4,6 +4,22 @@ import { dropSlot, ensureSlot, RELEASE_READER_LOCK, slotExists, TRY_READER_LOCK 
 import { describeError } from '../../describe-error.js';
 import { drainSlot } from './drain-slot.js';
 
+// Daemons starting together switch one at a time: a slot still being created (it waits for the
+// transactions in flight) is listed before it can decode, and a second daemon switching the tables
+// meanwhile would leave changes to neither path, or the first would then move the reader's start
+// past changes the second's reader had not appended.
+const SWITCH_LOCK = `select pg_advisory_lock(hashtextextended('rulebook.wal_mode_switch', 0))`;
+const SWITCH_UNLOCK = `select pg_advisory_unlock(hashtextextended('rulebook.wal_mode_switch', 0))`;
+
+async function oneSwitchAtATime(client: pg.ClientBase, run: () => Promise<void>): Promise<void> {
+  await client.query(SWITCH_LOCK);
+  try {
+    await run();
+  } finally {
+    await client.query(SWITCH_UNLOCK).catch(() => undefined);
+  }
+}
+
 /**
  * Puts the database in WAL mode: the slot first (it keeps every change from its creation on), then,
  * in one transaction, the tables switched (REPLICA IDENTITY FULL, capture triggers disabled, in the
@@ -13,6 +29,12 @@ import { drainSlot } from './drain-slot.js';
  * tables' settings.
  */
 export async function enterWalMode(client: pg.ClientBase, slot: string, logger: Logger): Promise<void> {
+  await oneSwitchAtATime(client, () => switchToWal(client, slot, logger));
+}
+
+async function switchToWal(client: pg.ClientBase, slot: string, logger: Logger): Promise<void> {
+  // Before the slot: changes the slot decodes must find the publication in the catalog of their time.
+  await client.query('select workflow.create_capture_publication()');
   const created = await ensureSlot(client, slot);
   if (created) logger.info({ slot }, 'WAL capture: created the replication slot');
   await client.query('begin');
@@ -82,6 +104,14 @@ export async function leaveWalMode(
   client: pg.ClientBase,
   logger: Logger,
   options: { readonly batchSize?: number } = {},
+): Promise<void> {
+  await oneSwitchAtATime(client, () => switchToTriggers(client, logger, options));
+}
+
+async function switchToTriggers(
+  client: pg.ClientBase,
+  logger: Logger,
+  options: { readonly batchSize?: number },
 ): Promise<void> {
   const { rows } = await client.query<{ mode: string; slot_name: string | null; drain_until: string | null }>(
     'select mode, slot_name, drain_until::text from workflow.capture_settings',
