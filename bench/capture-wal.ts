@@ -7,6 +7,7 @@ import { WalCapture } from '../src/capture/wal/wal-capture.js';
 import { createLogger } from '../src/logger.js';
 import type { BenchContext, BenchSection } from './support/context.js';
 import { runPgbench } from './support/pgbench.js';
+import { seedTableSql } from './support/seed-table.js';
 import { formatInt, formatRatio, formatSeconds, formatTps, markdownTable, median } from './support/report.js';
 
 /**
@@ -66,21 +67,7 @@ const BULK_SQL = {
     `select g, g % 1000, 'new', (g % 10000) / 100.0, 'bulk ' || g from generate_series(${ROWS + 1}, ${2 * ROWS}) g`,
 } as const;
 
-const SETUP_SQL = `
-create schema bench;
-create table bench.seed (
-  id int primary key,
-  customer_id int not null,
-  status text not null,
-  amount numeric(12, 2) not null,
-  notes text,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now()
-);
-insert into bench.seed (id, customer_id, status, amount, notes)
-select g, g % 1000, (array['pending', 'paid', 'shipped'])[1 + g % 3], (g % 10000) / 100.0, 'order ' || g
-  from generate_series(1, ${ROWS}) g;
-create sequence bench.insert_ids start ${ROWS + 1};
+const SETUP_SQL = `${seedTableSql(ROWS)}
 create table bench.t_base (like bench.seed including all);
 create table bench.t_wal (like bench.seed including all);
 `;

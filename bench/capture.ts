@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { BenchContext, BenchSection } from './support/context.js';
 import { startDrainer, type Drainer, type DrainerStats } from './support/drainer.js';
 import { runPgbench } from './support/pgbench.js';
+import { seedTableSql } from './support/seed-table.js';
 import {
   formatInt,
   formatPercent,
@@ -166,24 +167,7 @@ const BULK_SQL: Record<BulkOp, (table: string) => string> = {
     `select g, g % 1000, 'new', (g % 10000) / 100.0, 'bulk ' || g from generate_series(${ROWS + 1}, ${2 * ROWS}) g`,
 };
 
-const SETUP_SQL = `
-create schema bench;
-
-create table bench.seed (
-  id int primary key,
-  customer_id int not null,
-  status text not null,
-  amount numeric(12, 2) not null,
-  notes text,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now()
-);
-insert into bench.seed (id, customer_id, status, amount, notes)
-select g, g % 1000, (array['pending', 'paid', 'shipped'])[1 + g % 3], (g % 10000) / 100.0, 'order ' || g
-  from generate_series(1, ${ROWS}) g;
-
-create sequence bench.insert_ids start ${ROWS + 1};
-
+const SETUP_SQL = `${seedTableSql(ROWS)}
 create table bench.t_base (like bench.seed including all);
 create table bench.t_b (like bench.seed including all);
 create table bench.t_c (like bench.seed including all);
