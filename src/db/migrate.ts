@@ -1,6 +1,6 @@
 import path from 'node:path';
 import pg from 'pg';
-import { migrate } from 'postgres-migrations';
+import { loadMigrationFiles, migrate } from 'postgres-migrations';
 import { packageRoot } from '../package-root.js';
 
 /** Arbitrary but fixed: serialises concurrent `rulebook migrate` runs on one database. */
@@ -42,6 +42,72 @@ function withDatabaseError(error: unknown, database: MigrationError | undefined)
   });
 }
 
+/** A failure that names the role, what it lacks and who may do it instead, with SQLSTATE 42501. */
+function insufficientPrivilege(message: string): MigrationError {
+  return Object.assign(new Error(message), { code: '42501' });
+}
+
+interface WorkflowSchema {
+  readonly role: string;
+  readonly database: string;
+  readonly owner: string | null;
+  readonly mayCreateIn: boolean;
+  readonly mayUse: boolean;
+  readonly mayCreateSchema: boolean;
+}
+
+/**
+ * Whether this role installs rulebook (creates or alters \`workflow\`) or only uses it. The daemon's
+ * own login role, a member of rulebook_daemon (docs/privileges.md), may create nothing in the
+ * database, and \`create schema if not exists\` checks CREATE on the database before it looks for the
+ * schema: such a role skips migrating when nothing is pending, and is told who must migrate
+ * otherwise, instead of failing with "permission denied for database".
+ */
+async function mayInstall(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<WorkflowSchema>(
+    `select current_user as role, current_database() as database,
+            (select pg_get_userbyid(nspowner) from pg_namespace where oid = workflow) as owner,
+            coalesce(has_schema_privilege(workflow, 'create'), false) as "mayCreateIn",
+            coalesce(has_schema_privilege(workflow, 'usage'), false) as "mayUse",
+            has_database_privilege(current_database(), 'create') as "mayCreateSchema"
+       from (select to_regnamespace('workflow')::oid as workflow) as schema`,
+  );
+  const schema = rows[0]!;
+  if (schema.owner === null) {
+    if (!schema.mayCreateSchema) {
+      throw insufficientPrivilege(
+        `${schema.role} may not create the schema workflow in database ${schema.database}: run \`rulebook migrate\` as the database's owner or another role with CREATE on it (docs/privileges.md)`,
+      );
+    }
+    await client.query('create schema workflow');
+    return true;
+  }
+  if (schema.mayCreateIn) return true;
+  if (!schema.mayUse) {
+    throw insufficientPrivilege(
+      `${schema.role} may not use the schema workflow in database ${schema.database}: make it a member of rulebook_daemon (to run \`rulebook start\`) or rulebook_admin (for the other commands), or migrate as ${schema.owner}, its owner (docs/privileges.md)`,
+    );
+  }
+  const pending = await pendingMigrations(client);
+  if (pending.length === 0) return false;
+  throw insufficientPrivilege(
+    `${schema.role} may not change the schema workflow, and ${pending.length === 1 ? 'a migration is' : `${pending.length} migrations are`} pending (${pending.join(', ')}): run \`rulebook migrate\` as ${schema.owner}, the owner of workflow, then start again (docs/privileges.md)`,
+  );
+}
+
+/** The files in sql/ that workflow.migrations (postgres-migrations' record) does not list. */
+async function pendingMigrations(client: pg.Client): Promise<string[]> {
+  const files = await loadMigrationFiles(migrationsDir());
+  const { rows: tables } = await client.query<{ exists: boolean }>(
+    `select to_regclass('workflow.migrations') is not null as exists`,
+  );
+  const { rows } = tables[0]!.exists
+    ? await client.query<{ id: number }>('select id from workflow.migrations')
+    : { rows: [] };
+  const applied = new Set(rows.map((row) => row.id));
+  return files.filter((file) => file.id > 0 && !applied.has(file.id)).map((file) => file.fileName);
+}
+
 export function migrationsDir(): string {
   return path.join(packageRoot(), 'sql');
 }
@@ -60,7 +126,7 @@ export async function migrateDatabase(databaseUrl: string): Promise<string[]> {
   try {
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     try {
-      await client.query('create schema if not exists workflow');
+      if (!(await mayInstall(client))) return [];
       const applied = await migrate({ client }, migrationsDir()).catch((error: unknown) => {
         throw withDatabaseError(error, lastQueryError());
       });
