@@ -79,7 +79,9 @@ export async function startDaemon(
         ? 'using the embedded PostgreSQL; `rulebook db url` prints its URL with the password, `rulebook psql` opens psql on it'
         : 'using DATABASE_URL',
     );
-    const applied = await migrateDatabase(database.url);
+    const applied = await migrateDatabase(database.url, {
+      onNotice: (message) => logger.warn({ migration: true }, message),
+    });
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
 
     // The heartbeat's row is written first and marked stopped last, so that it spans the whole run.

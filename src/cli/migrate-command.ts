@@ -12,7 +12,11 @@ export const migrateCommand: Command = {
   async run({ output }) {
     const database = await openDatabase(loadConfig());
     try {
-      const applied = await migrateDatabase(database.url);
+      // What the migrations say goes to stderr as it comes: a non-superuser install learns there
+      // what it lacks (docs/privileges.md), and stdout keeps the one line that scripts read.
+      const applied = await migrateDatabase(database.url, {
+        onNotice: (message) => output.warn(message.replace(/^rulebook: /, '')),
+      });
       output.line(
         applied.length === 0 ? 'rulebook: database is up to date' : `rulebook: applied ${applied.join(', ')}`,
       );

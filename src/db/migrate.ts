@@ -112,15 +112,31 @@ export function migrationsDir(): string {
   return path.join(packageRoot(), 'sql');
 }
 
+export interface MigrateOptions {
+  /**
+   * Gets rulebook's NOTICEs and WARNINGs from the migrations (their text starts with "rulebook: "):
+   * what a non-superuser install could not do and what to do about it (no event triggers, no
+   * publication for Debezium, a table whose capture is switched off).
+   */
+  readonly onNotice?: (message: string) => void;
+}
+
 /**
  * Applies the pending migrations in sql/ and returns the names of those it applied. Safe to run
  * twice and concurrently: runs are serialised by an advisory lock, and applied files are skipped
  * (and checked against their recorded hash, so an edited migration is an error).
  */
-export async function migrateDatabase(databaseUrl: string): Promise<string[]> {
+export async function migrateDatabase(databaseUrl: string, options: MigrateOptions = {}): Promise<string[]> {
   // postgres-migrations keeps its bookkeeping table in the first schema of the search_path;
   // pointing that at workflow keeps it out of the application's public schema.
   const client = new pg.Client({ connectionString: databaseUrl, options: '-c search_path=workflow' });
+  const { onNotice } = options;
+  // Only rulebook's own messages: PostgreSQL's "already exists, skipping" says nothing to act on.
+  if (onNotice) {
+    client.on('notice', (notice) => {
+      if (notice.message?.startsWith('rulebook: ')) onNotice(notice.message);
+    });
+  }
   await client.connect();
   const lastQueryError = recordQueryErrors(client);
   try {
