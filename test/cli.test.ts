@@ -119,12 +119,28 @@ describe('rulebook migrate', () => {
 });
 
 describe('mistakes', () => {
-  it('an unknown command exits 2 and names it', async () => {
+  it('an unknown command exits 2, names it and the commands it is near, in two lines', async () => {
     const result = await run(['migrat'], undefined);
-    expect(result.code).toBe(2);
-    expect(result.stdout).toBe('');
-    expect(result.stderr).toMatch(/^rulebook: unknown command "migrat"/);
-    expect(result.stderr).toContain('Usage:');
+    expect(result).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr:
+        'rulebook: unknown command "migrat"; did you mean "migrate"?\nrulebook --help lists the commands\n',
+    });
+    expect((await run(['rule'], undefined)).stderr).toBe(
+      'rulebook: unknown command "rule"; did you mean "rules" or "role"?\nrulebook --help lists the commands\n',
+    );
+    expect((await run(['xyzzy'], undefined)).stderr).toBe(
+      'rulebook: unknown command "xyzzy"\nrulebook --help lists the commands\n',
+    );
+  });
+
+  it('--version prints the version of package.json', async () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const result = await run(['--version'], undefined);
+    expect(result).toMatchObject({ code: 0, stdout: `rulebook ${manifest.version}\n`, stderr: '' });
   });
 
   it('a malformed DATABASE_URL exits 2 with a configuration error, without echoing the password', async () => {

@@ -81,6 +81,7 @@ Usage:
 ${commands.join('\n')}
   rulebook help <command>   the help of one command (also: rulebook <command> --help)
   rulebook --help           show this help
+  rulebook --version        print rulebook's version
 
 ${ENVIRONMENT}${SETTINGS.map(settingHelp).join('\n')}
 `;

@@ -5,7 +5,9 @@ import { openDatabase } from '../db/database.js';
 import { describeError } from '../describe-error.js';
 import { COMMANDS } from './commands.js';
 import { ExitError, UsageError, type Command, type OptionValues } from './command.js';
+import { closestWords } from './closest-word.js';
 import { commandHelp, overallHelp, usageLines } from './help.js';
+import { packageVersion } from './package-version.js';
 import { createOutput, type OutputStreams } from './output.js';
 import { errorText } from '../error-text.js';
 
@@ -146,9 +148,17 @@ export async function main(
       write(target.kind === 'command' ? commandHelp(target.command) : groupHelp(target.commands));
       return 0;
     }
+    if (argv[0] === '--version') {
+      write(`rulebook ${packageVersion()}\n`);
+      return 0;
+    }
     current = resolve(argv);
     if (current === undefined) {
-      fail(`rulebook: unknown command "${argv[0]}"\n\n${overallHelp()}`);
+      // Two lines, not the whole help: the mistake and the fix stay on screen.
+      const firstWords = [...new Set(COMMANDS.map((command) => command.name.split(' ')[0]!)), 'help'];
+      const suggestions = closestWords(argv[0]!, firstWords).map((word) => `"${word}"`);
+      const didYouMean = suggestions.length > 0 ? `; did you mean ${suggestions.join(' or ')}?` : '';
+      fail(`rulebook: unknown command "${argv[0]}"${didYouMean}\n` + 'rulebook --help lists the commands\n');
       return 2;
     }
     if (current.kind === 'group') {
