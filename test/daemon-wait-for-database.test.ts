@@ -112,7 +112,8 @@ describe('rulebook start before the database is up', () => {
     expect(lines[0]).toMatch(
       new RegExp(
         `^rulebook: the database at 127\\.0\\.0\\.1:${port}/${db.name} was not reachable within 1 s ` +
-          `\\(RULEBOOK_DB_WAIT_SECONDS; \\d+ attempts\\), last error: .*ECONNREFUSED`,
+          `\\(RULEBOOK_DB_WAIT_SECONDS; \\d+ attempts\\), last error: .*ECONNREFUSED.*; ` +
+          'start PostgreSQL there, or correct the host and port in DATABASE_URL$',
       ),
     );
     expect(

@@ -113,7 +113,8 @@ export async function waitForDatabase(databaseUrl: string, options: WaitForDatab
       if (now >= deadline) {
         throw new DatabaseWaitError(
           `the database at ${target} was not reachable within ${options.waitSeconds} s ` +
-            `(RULEBOOK_DB_WAIT_SECONDS; ${attempt} attempts), last error: ${reasonOf(error)}`,
+            `(RULEBOOK_DB_WAIT_SECONDS; ${attempt} attempts), last error: ${reasonOf(error)}; ` +
+            'start PostgreSQL there, or correct the host and port in DATABASE_URL',
           { cause: error },
         );
       }
