@@ -10,6 +10,7 @@ import { commandHelp, overallHelp, usageLines } from './help.js';
 import { packageVersion } from './package-version.js';
 import { createOutput, type OutputStreams } from './output.js';
 import { errorText } from '../error-text.js';
+import { sqlState } from '../sql-state.js';
 
 /** The words that select several subcommands (`token` for `token create`, `token list`, ...). */
 function groupOf(word: string): Command[] {
@@ -198,9 +199,18 @@ export async function main(
       fail(`rulebook: configuration error: ${error.message}\n`);
       return 2;
     }
-    fail(`rulebook: ${describeError(error)}\n`);
+    fail(`rulebook: ${describeError(error)}${privilegeAdvice(error)}\n`);
     return error instanceof ExitError ? error.exitCode : 1;
   }
+}
+
+/**
+ * What to do about PostgreSQL's own "permission denied" (42501), which names the object but not the
+ * role that would open it. rulebook's own 42501 errors (migrate) already say it and carry no severity.
+ */
+function privilegeAdvice(error: unknown): string {
+  if (sqlState(error) !== '42501' || (error as { severity?: unknown }).severity === undefined) return '';
+  return ": the role in DATABASE_URL lacks a privilege; rulebook's commands need a member of rulebook_admin (docs/privileges.md)";
 }
 
 function groupHelp(commands: readonly Command[]): string {

@@ -92,6 +92,16 @@ describe('a login role in none of the rulebook roles', () => {
     );
   });
 
+  it('is told which role the operator commands need', async () => {
+    const run = await runRulebook(['status'], { DATABASE_URL: stranger.url });
+    expect(run).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr:
+        "rulebook: permission denied for schema workflow: the role in DATABASE_URL lacks a privilege; rulebook's commands need a member of rulebook_admin (docs/privileges.md)\n",
+    });
+  });
+
   it('is told to migrate as the database owner when rulebook is not installed', async () => {
     const empty = await createTestDatabase({ migrated: false });
     try {
