@@ -297,7 +297,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
     name: 'RULEBOOK_WAL_SLOT',
     default: undefined,
     unset: '`rulebook_<database>`',
-    help: 'the replication slot WAL mode reads',
+    help: 'the replication slot WAL mode reads (unset: rulebook_<database>)',
     doc: 'the replication slot WAL mode reads',
   },
   {

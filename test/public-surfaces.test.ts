@@ -76,6 +76,10 @@ describe('configuration: config.ts is the source', () => {
       const entry = environment.slice(environment.indexOf(`  ${setting.name}`)).split(/\n {2}[A-Z]/)[0]!;
       expect(entry.replace(/\s+/g, ' '), setting.name).toContain(`(default ${setting.default})`);
     }
+    // A variable without a default whose absence means something says what, as the docs do.
+    for (const setting of SETTINGS.filter((s) => s.default === undefined && s.unset !== undefined)) {
+      expect(setting.help, setting.name).toMatch(/\bunset\b/);
+    }
   });
 
   it('says the same in docs/configuration.md (npm run docs:config rewrites the table)', async () => {
