@@ -406,6 +406,51 @@ describe('automation rules', () => {
     expect(error.message).toContain('operator "changed_from" needs a "previous_value"');
   });
 
+  it('a value the column cannot hold is refused in event rules too, naming the condition and column', async () => {
+    // The daemon compares a number only with a number: "abc" against sales.orders.amount (numeric)
+    // could never hold, and was stored without a word before migration 000027.
+    const cases: { trigger: string; condition: Record<string, unknown>; value: string }[] = [
+      { trigger: 'on_create', condition: { operator: 'greater_than', value: 'abc' }, value: '"abc"' },
+      { trigger: 'on_update', condition: { operator: 'changed_to', value: '12 EUR' }, value: '"12 EUR"' },
+      { trigger: 'on_delete', condition: { operator: 'in', value: [1, 'two'] }, value: '"two"' },
+      {
+        trigger: 'on_update',
+        condition: { operator: 'changed_from', previous_value: 'x', value: 1 },
+        value: '"x"',
+      },
+    ];
+    for (const { trigger, condition, value } of cases) {
+      const error = await rejection(
+        insertRule({
+          name: 'Uncomparable',
+          trigger,
+          conditions: conditions(
+            { field_name: 'note', operator: 'is_not_null' },
+            { field_name: 'amount', ...condition },
+          ),
+        }),
+      );
+      expect(error.code, JSON.stringify(condition)).toBe('22023');
+      expect(error.message).toBe(
+        `automation rule "Uncomparable": trigger_conditions.field_conditions[1]: value ${value} is not a valid numeric for column "amount"`,
+      );
+    }
+    expect(await db.query(`select id from workflow.automation_rules where name = 'Uncomparable'`)).toEqual(
+      [],
+    );
+
+    // Values the column can hold still pass, numbers written as text and nulls included.
+    await insertRule({
+      name: 'Comparable',
+      trigger: 'on_update',
+      conditions: conditions(
+        { field_name: 'amount', operator: 'greater_than', value: '10.5' },
+        { field_name: 'amount', operator: 'changed_from', previous_value: null },
+        { field_name: 'status', operator: 'in', value: ['new', 'shipped'] },
+      ),
+    });
+  });
+
   it('changed_* operators only apply to on_update rules', async () => {
     for (const trigger of ['on_create', 'on_delete']) {
       const error = await rejection(
