@@ -128,3 +128,49 @@ begin
   end loop;
 end
 $$;
+
+-- Entities are named by the bare table name (entities_name_key), so registering sales.orders beside
+-- a registered demo_sales.orders failed with a bare unique violation that named neither table. It
+-- still fails, with the same SQLSTATE (23505), now saying which table holds the name and what to do.
+-- As in 000004 otherwise.
+create or replace function workflow.register_entity(p_table text) returns uuid
+language plpgsql as $$
+declare
+  v_relation regclass := to_regclass(p_table);
+  v_schema text;
+  v_name text;
+  v_kind "char";
+  v_id uuid;
+  v_holder workflow.entities%rowtype;
+begin
+  if v_relation is null then
+    raise exception 'register_entity: there is no table or view %', p_table
+      using errcode = 'undefined_table',
+            hint = 'Write the name as in SQL: sales.orders, or sales."Order Lines" for a name that needs quotes.';
+  end if;
+  select n.nspname, c.relname, c.relkind into v_schema, v_name, v_kind
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+   where c.oid = v_relation;
+  select * into v_holder from workflow.entities where name = v_name;
+  if found and v_holder.schema_name is not distinct from v_schema then
+    raise exception 'register_entity: % is registered already (entity %)', v_relation, v_holder.id
+      using errcode = 'unique_violation', constraint = 'entities_name_key', table = 'entities',
+            schema = 'workflow',
+            hint = case when v_holder.is_active then 'Nothing to do.'
+                        else 'Its capture is switched off: update workflow.entities set is_active = true where id = '''
+                             || v_holder.id || ''' switches it on.' end;
+  elsif found then
+    raise exception 'register_entity: the entity name "%" is taken by %.% (entity %); entity names are unique across schemas',
+      v_name, quote_ident(v_holder.schema_name), quote_ident(v_holder.name), v_holder.id
+      using errcode = 'unique_violation', constraint = 'entities_name_key', table = 'entities',
+            schema = 'workflow',
+            hint = format('Delete that entity (and its rules) first, or rename one of the tables: %I.%I and %I.%I cannot both be registered.',
+                          v_holder.schema_name, v_holder.name, v_schema, v_name);
+  end if;
+  insert into workflow.entities (name, schema_name, entity_type_id)
+  values (v_name, v_schema,
+          (select id from workflow.entity_types where name = case when v_kind in ('v', 'm') then 'view' else 'table' end))
+  returning id into v_id;
+  return v_id;
+end
+$$;

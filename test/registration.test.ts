@@ -280,6 +280,38 @@ describe('registration mistakes get clear errors and store nothing', () => {
     expect(leftover!.count).toBe(0);
   });
 
+  it('a table whose name is taken, in this schema or another (23505, naming the holder)', async () => {
+    // The demo's demo_sales.orders is the entity "orders": docs/rules.md's own example,
+    // register_entity('sales.orders'), then met a bare unique violation naming neither table.
+    await db.query(`
+      create schema payroll; create table payroll.payouts (id int primary key);
+      create schema archive; create table archive.payouts (id int primary key)`);
+    const [holder] = await db.query<{ id: string }>(
+      `select workflow.register_entity('payroll.payouts') as id`,
+    );
+    const before = await entityCount();
+    const elsewhere = await rejection(db.query(`select workflow.register_entity('archive.payouts')`));
+    expect(elsewhere).toMatchObject({ code: '23505', constraint: 'entities_name_key' });
+    expect(elsewhere.message).toBe(
+      `register_entity: the entity name "payouts" is taken by payroll.payouts (entity ${holder!.id}); entity names are unique across schemas`,
+    );
+    expect(elsewhere.hint).toBe(
+      'Delete that entity (and its rules) first, or rename one of the tables: payroll.payouts and archive.payouts cannot both be registered.',
+    );
+    expect(await captureTriggers('archive.payouts')).toEqual([]);
+
+    await db.query(`update workflow.entities set is_active = false where id = $1`, [holder!.id]);
+    const again = await rejection(db.query(`select workflow.register_entity('payroll.payouts')`));
+    expect(again).toMatchObject({
+      code: '23505',
+      message: `register_entity: payroll.payouts is registered already (entity ${holder!.id})`,
+      hint: `Its capture is switched off: update workflow.entities set is_active = true where id = '${holder!.id}' switches it on.`,
+    });
+    expect(await entityCount()).toBe(before);
+    await db.query(`delete from workflow.entities where id = $1`, [holder!.id]);
+    await db.query(`drop schema archive, payroll cascade`);
+  });
+
   it('a view registered with entity type "table" (42809)', async () => {
     const before = await entityCount();
     const error = await rejection(
