@@ -185,6 +185,12 @@ describe('authentication', () => {
     expect(unknown.body.error).toMatch(/unknown token/);
     const garbage = await call('GET', '/api/alerts/mine', { token: 'hunter2' });
     expect(garbage.status).toBe(401);
+    expect(garbage.body.error).toBe('that is not a rulebook token (they start with "rbk_")');
+    const cut = await call('GET', '/api/alerts/mine', { token: `rbk_${'A'.repeat(20)}` });
+    expect(cut.status).toBe(401);
+    expect(cut.body.error).toBe(
+      'that is not a whole rulebook token: "rbk_" and 43 letters, digits, "-" or "_" (was it cut short when pasted?)',
+    );
   });
 
   it('refuses an expired token', async () => {

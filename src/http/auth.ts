@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import type pg from 'pg';
-import { hashToken, looksLikeToken } from '../auth/api-tokens.js';
+import { hashToken, looksLikeToken, TOKEN_PREFIX } from '../auth/api-tokens.js';
 import type { FailureLimiter } from './rate-limit.js';
 import { HttpError } from './respond.js';
 import type { RequestContext } from './router.js';
@@ -76,7 +76,15 @@ export class Authenticator {
       this.failures.recordFailure(address);
       throw new HttpError(status, message, status === 401 ? INVALID_TOKEN : {});
     };
-    if (!looksLikeToken(token)) return fail(401, 'that is not a rulebook token (they start with "rbk_")');
+    if (!looksLikeToken(token)) {
+      // "rbk_" alone is not enough: a token cut short when pasted starts with it too.
+      return fail(
+        401,
+        token.startsWith(TOKEN_PREFIX)
+          ? `that is not a whole rulebook token: "${TOKEN_PREFIX}" and 43 letters, digits, "-" or "_" (was it cut short when pasted?)`
+          : `that is not a rulebook token (they start with "${TOKEN_PREFIX}")`,
+      );
+    }
     const { rows } = await this.pool.query<{
       id: string;
       user_id: string;
