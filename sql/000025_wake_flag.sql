@@ -86,14 +86,16 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform set_config('rulebook.wake_checked', 'on', true);
   if pg_sequence_last_value('workflow.idle_daemons_count'::regclass) > 0 then
     perform pg_notify('rulebook_events', '');
   end if;
 end
 $$;
 
--- 000015's generator; the wake-up check reads the count.
+-- 000015's generator; the wake-up check reads the count, for every captured row: the setting
+-- 'rulebook.wake_checked' that limited the check to once per transaction cost more than the count
+-- read (set_config through SPI and a GUC stack entry per transaction; docs/capture-cost.md), and
+-- pg_notify sends a transaction's identical notifications once.
 create or replace function workflow.write_capture_function(p_entity_id uuid, p_relation regclass) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -165,13 +167,11 @@ begin
     insert into workflow.events (entity_id, aggregate_type, operation, row_key, old_row, actor_id, depth)
     values (%6$L, %10$L, 'on_delete', %8$s, pg_catalog.to_jsonb(old), %9$s);
   end if;
-  -- Wake a waiting daemon once per transaction (what workflow.wake_daemons does, inline).
-  if pg_catalog.current_setting('rulebook.wake_checked', true) is null
-     or pg_catalog.current_setting('rulebook.wake_checked', true) operator(pg_catalog.<>) 'on' then
-    perform pg_catalog.set_config('rulebook.wake_checked', 'on', true);
-    if pg_catalog.pg_sequence_last_value('workflow.idle_daemons_count'::pg_catalog.regclass) operator(pg_catalog.>) 0 then
-      perform pg_catalog.pg_notify('rulebook_events', '');
-    end if;
+  -- Wake a waiting daemon (what workflow.wake_daemons does, inline): the count is read for every
+  -- row, which costs less than remembering in a setting that the transaction has checked; a
+  -- transaction's identical notifications are sent once.
+  if pg_catalog.pg_sequence_last_value('workflow.idle_daemons_count'::pg_catalog.regclass) operator(pg_catalog.>) 0 then
+    perform pg_catalog.pg_notify('rulebook_events', '');
   end if;
   return null;
 end
