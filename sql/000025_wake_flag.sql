@@ -15,7 +15,7 @@
 -- setval is not transactional: the count is visible to writers as soon as it is set, before the
 -- statement that changed the table commits. The races, and why each is harmless:
 -- - Two loops change their idle state at once (concurrency 2, several daemons): each counts rows
---   under one transaction-level advisory lock, taken after its own change and held to its commit,
+--   under one transaction-level advisory lock, taken before its own change and held to its commit,
 --   and counts with a fresh snapshot (READ COMMITTED; a volatile function's statements take one
 --   each). So whichever commits last counted after the other had committed, and the last value
 --   set is the table's true count. Without the lock, a loop going to sleep and one waking could
@@ -58,12 +58,28 @@ alter table workflow.idle_daemons add column backend_pid integer default pg_back
 comment on column workflow.idle_daemons.backend_pid is
   'The backend of the claim loop that sleeps; a row whose backend is gone is deleted at the next registration.';
 
-create function workflow.count_idle_daemons() returns trigger
+-- The lock is taken before the statement changes rows, so that every writer of the table takes
+-- the lock first and row locks second: a loop upserting its row while another loop's registration
+-- deletes that same row (its earlier connection died) waits for the lock, never the other way round.
+create function workflow.lock_idle_daemons() returns trigger
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform pg_advisory_xact_lock(hashtextextended('rulebook.idle_daemons', 0));
+  return null;
+end
+$$;
+
+create trigger lock_idle_daemons before insert or delete or truncate on workflow.idle_daemons
+  for each statement execute function workflow.lock_idle_daemons();
+
+-- Runs holding the lock taken by lock_idle_daemons; each statement here takes a fresh snapshot.
+create function workflow.count_idle_daemons() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
   if tg_op = 'INSERT' and pg_trigger_depth() = 1 then
     delete from workflow.idle_daemons i
      where i.backend_pid is not null
