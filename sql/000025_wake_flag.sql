@@ -2,9 +2,10 @@
 -- the peer"; docs/capture-cost.md).
 --
 -- A capture function NOTIFYs only while some daemon waits in workflow.idle_daemons, so that busy
--- systems never queue on the cluster-wide NOTIFY lock at commit. It used to ask with
--- EXISTS (select from workflow.idle_daemons), a query through SPI: 15-19 us of CPU per captured
--- single-row transaction, half of what rulebook's capture cost beyond the Hasura-style trigger.
+-- systems never queue on the cluster-wide NOTIFY lock at commit. It used to ask once per
+-- transaction, with EXISTS (select from workflow.idle_daemons), a query through SPI, and remember
+-- in the setting rulebook.wake_checked that it had (the first measurements put 15-19 us of CPU per
+-- captured single-row transaction on the query; measured again, most of it was the setting).
 -- Now it reads the unlogged sequence workflow.idle_daemons_count with pg_sequence_last_value, a
 -- plpgsql simple expression (no SPI, no snapshot); the sequence's name is resolved once per session
 -- when the expression is planned, and the plan is invalidated if the sequence is ever replaced.
