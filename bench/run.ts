@@ -21,6 +21,7 @@ import { startBenchServer } from './support/server.js';
 const MODULES: Record<string, () => Promise<BenchModule>> = {
   capture: () => import('./capture.js'),
   'capture-wal': () => import('./capture-wal.js'),
+  'capture-cost': () => import('./capture-cost.js'),
   engine: () => import('./engine.js'),
   retention: () => import('./retention.js'),
   'outbox-shape': () => import('./outbox-shape.js'),

@@ -608,6 +608,21 @@ describe('the NOTIFY wake-up', () => {
     expect(await notificationsFor(3)).toHaveLength(1);
   });
 
+  it('follows the idle count, which the table keeps, not a query of the table', async () => {
+    await db.query(`insert into workflow.idle_daemons (daemon_id) values ('daemon-1')`);
+    const [counted] = await db.query<{ n: string }>(
+      `select pg_sequence_last_value('workflow.idle_daemons_count') as n`,
+    );
+    expect(counted!.n).toBe('1');
+    // A count of 0 beside a row: writers trust the count (a stale "busy" costs a poll, no more).
+    await db.query(`select setval('workflow.idle_daemons_count', 0)`);
+    expect(await notificationsFor(5)).toEqual([]);
+    await db.query(`delete from workflow.idle_daemons`);
+    await db.query(`select setval('workflow.idle_daemons_count', 1)`);
+    expect(await notificationsFor(5)).toHaveLength(1);
+    await db.query(`select setval('workflow.idle_daemons_count', 0)`);
+  });
+
   it('none while no daemon is idle', async () => {
     const notifications = await notificationsFor(50);
     expect(notifications).toEqual([]);

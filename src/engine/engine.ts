@@ -60,12 +60,14 @@ const STOP_GRACE_MS = 10_000;
 // WAL flush: the row is visible to writers as soon as the statement returns, and losing it in a
 // crash loses only a wake-up, which the poll makes up for. Waiting would cost the loop a flush
 // twice per wake-up, before it can take the next event (each was a third of the flushes when events
-// come one at a time). The setting is local to the statement's own transaction.
+// come one at a time). The setting is local to the statement's own transaction. A trigger on the
+// table keeps the count that writers read (sql/000025_wake_flag.sql); the row names this
+// connection's backend, so that a daemon that dies without AWAKE stops being woken.
 const SLEEPING = {
   name: 'rulebook.sleeping',
   text: `with no_flush as (select set_config('synchronous_commit', 'off', true))
 insert into workflow.idle_daemons (daemon_id) select $1 from no_flush
-    on conflict (daemon_id) do update set since = now()`,
+    on conflict (daemon_id) do update set since = now(), backend_pid = excluded.backend_pid`,
 };
 const AWAKE = {
   name: 'rulebook.awake',

@@ -126,7 +126,7 @@ afterAll(async () => {
 });
 
 describe('capture functions', () => {
-  it('belong to rulebook_capture, which may only insert events and read idle daemons', async () => {
+  it('belong to rulebook_capture, which may only insert events and read how many daemons are idle', async () => {
     const owners = await db.query<{ owner: string; secdef: boolean }>(
       `select pg_get_userbyid(proowner) as owner, prosecdef as secdef from pg_proc
         where pronamespace = 'workflow'::regnamespace and proname ~ '^capture_[0-9a-f]{32}$'`,
@@ -139,6 +139,8 @@ describe('capture functions', () => {
               has_table_privilege('rulebook_capture', 'workflow.events', 'select, update, delete') as other_events,
               has_table_privilege('rulebook_capture', 'workflow.entities', 'select') as read_entities,
               has_table_privilege('rulebook_capture', 'workflow.idle_daemons', 'select') as read_idle,
+              has_sequence_privilege('rulebook_capture', 'workflow.idle_daemons_count', 'select') as read_idle_count,
+              has_sequence_privilege('rulebook_capture', 'workflow.idle_daemons_count', 'update') as set_idle_count,
               exists (select 1 from pg_auth_members where member = 'rulebook_capture'::regrole) as member_of_any
          from pg_roles where rolname = 'rulebook_capture'`,
     );
@@ -149,7 +151,9 @@ describe('capture functions', () => {
       insert_events: true,
       other_events: false,
       read_entities: false,
-      read_idle: true,
+      read_idle: false,
+      read_idle_count: true,
+      set_idle_count: false,
       member_of_any: false,
     });
   });
