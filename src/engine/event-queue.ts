@@ -61,14 +61,12 @@ import type { LeftOutRows } from './row-owners.js';
  */
 export const CLAIM_DEPTH = 1;
 
-const CLAIM_EVENTS = `
-with left_out as (
-  select entity_id, row_key from unnest($4::uuid[], $5::jsonb[]) o (entity_id, row_key)
-), head as (
+const claimEventsSql = (leavingOut: boolean) => `
+with ${leavingOut ? LEFT_OUT : ''} head as (
   select e.id, e.entity_id, e.row_key
     from workflow.events e
    where case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
-     and not exists (select 1 from left_out o where o.entity_id = e.entity_id and o.row_key = e.row_key)
+     ${leavingOut ? LEAVE_OUT : ''}
    order by e.id
    limit $1
 ), waiting as (
@@ -146,6 +144,15 @@ select c.id, c.entity_id, c.operation, c.row_key, c.old_row, c.new_row, c.txid::
   from window_state s
   left join claimed c on true
  order by c.id`;
+
+const LEFT_OUT = `left_out as materialized (
+  select entity_id, row_key from unnest($4::uuid[], $5::jsonb[]) o (entity_id, row_key)
+),`;
+const LEAVE_OUT = `and not exists (select 1 from left_out o where o.entity_id = e.entity_id and o.row_key = e.row_key)`;
+
+/** The claim, as most claims run it (leaving no row out), and leaving out the rows given. */
+const CLAIM_EVENTS = claimEventsSql(false);
+const CLAIM_EVENTS_LEAVING_OUT = claimEventsSql(true);
 
 // Backoff is computed next to the data: 2^attempts seconds, capped at five minutes.
 const FAIL_EVENT = `
@@ -235,13 +242,10 @@ export async function claimEvents(
   leftOut: LeftOutRows = { entityIds: [], rowKeys: [] },
 ): Promise<Claim> {
   const perRowFirst = claimShare(limit);
-  const { rows } = await client.query<EventRow>(CLAIM_EVENTS, [
-    Math.max(window, limit),
-    limit,
-    perRowFirst,
-    leftOut.entityIds,
-    leftOut.rowKeys,
-  ]);
+  const values: unknown[] = [Math.max(window, limit), limit, perRowFirst];
+  const leavingOut = leftOut.entityIds.length > 0;
+  if (leavingOut) values.push(leftOut.entityIds, leftOut.rowKeys);
+  const { rows } = await client.query<EventRow>(leavingOut ? CLAIM_EVENTS_LEAVING_OUT : CLAIM_EVENTS, values);
   const events: CapturedEvent[] = [];
   for (const row of rows) {
     if (row.id === null) continue;
