@@ -170,6 +170,16 @@ describe('a claim that leaves out a row another loop owns', () => {
           claim.events.map((event) => (event.rowKey as { id: number }).id).sort((a, b) => a - b),
         ).toEqual(Array.from({ length: 30 }, (_, i) => i + 2));
         await client.query('rollback');
+        // Two rows left out (two loops own one each): nothing of either is taken.
+        await client.query('begin');
+        const two = await claimEvents(client, 40, 40, {
+          entityIds: [entityId, entityId],
+          rowKeys: ['{"id": 1}', '{"id": 2}'],
+        });
+        expect(two.events.map((event) => (event.rowKey as { id: number }).id).sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 29 }, (_, i) => i + 3),
+        );
+        await client.query('rollback');
       });
     } finally {
       owner.release();

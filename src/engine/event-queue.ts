@@ -61,12 +61,12 @@ import type { LeftOutRows } from './row-owners.js';
  */
 export const CLAIM_DEPTH = 1;
 
-const claimEventsSql = (leavingOut: boolean) => `
-with ${leavingOut ? LEFT_OUT : ''} head as (
+const claimEventsSql = (leaving: 'none' | 'one' | 'several') => `
+with ${leaving === 'several' ? LEFT_OUT : ''} head as (
   select e.id, e.entity_id, e.row_key
     from workflow.events e
    where case when e.state = 'pending' and (e.run_after is null or e.run_after <= now()) then true end
-     ${leavingOut ? LEAVE_OUT : ''}
+     ${{ none: '', one: LEAVE_OUT_ONE, several: LEAVE_OUT }[leaving]}
    order by e.id
    limit $1
 ), waiting as (
@@ -145,14 +145,18 @@ select c.id, c.entity_id, c.operation, c.row_key, c.old_row, c.new_row, c.txid::
   left join claimed c on true
  order by c.id`;
 
+// One row left out, the usual case, is a filter of the scan; several, an anti join against the
+// rows read once (measured with one row: 0.5 ms less a claim than the anti join).
+const LEAVE_OUT_ONE = `and not (e.entity_id = $4::uuid and e.row_key = $5::jsonb)`;
 const LEFT_OUT = `left_out as materialized (
   select entity_id, row_key from unnest($4::uuid[], $5::jsonb[]) o (entity_id, row_key)
 ),`;
 const LEAVE_OUT = `and not exists (select 1 from left_out o where o.entity_id = e.entity_id and o.row_key = e.row_key)`;
 
-/** The claim, as most claims run it (leaving no row out), and leaving out the rows given. */
-const CLAIM_EVENTS = claimEventsSql(false);
-const CLAIM_EVENTS_LEAVING_OUT = claimEventsSql(true);
+/** The claim as most claims run it (leaving no row out), leaving out one row, and several. */
+const CLAIM_EVENTS = claimEventsSql('none');
+const CLAIM_EVENTS_LEAVING_OUT_ONE = claimEventsSql('one');
+const CLAIM_EVENTS_LEAVING_OUT = claimEventsSql('several');
 
 // Backoff is computed next to the data: 2^attempts seconds, capped at five minutes.
 const FAIL_EVENT = `
@@ -243,9 +247,15 @@ export async function claimEvents(
 ): Promise<Claim> {
   const perRowFirst = claimShare(limit);
   const values: unknown[] = [Math.max(window, limit), limit, perRowFirst];
-  const leavingOut = leftOut.entityIds.length > 0;
-  if (leavingOut) values.push(leftOut.entityIds, leftOut.rowKeys);
-  const { rows } = await client.query<EventRow>(leavingOut ? CLAIM_EVENTS_LEAVING_OUT : CLAIM_EVENTS, values);
+  let text = CLAIM_EVENTS;
+  if (leftOut.entityIds.length === 1) {
+    text = CLAIM_EVENTS_LEAVING_OUT_ONE;
+    values.push(leftOut.entityIds[0], leftOut.rowKeys[0]);
+  } else if (leftOut.entityIds.length > 1) {
+    text = CLAIM_EVENTS_LEAVING_OUT;
+    values.push(leftOut.entityIds, leftOut.rowKeys);
+  }
+  const { rows } = await client.query<EventRow>(text, values);
   const events: CapturedEvent[] = [];
   for (const row of rows) {
     if (row.id === null) continue;
