@@ -35,6 +35,14 @@ describe('the claim window', () => {
     expect(window.size).toBe(6_400);
   });
 
+  it('does not grow for a busy row whose rows behind other loops of the daemon claim', () => {
+    const window = new ClaimWindow(100);
+    expect(window.claimed(full({ beyondShare: 75, othersClaimBehind: true }))).toBe(false);
+    expect(window.size).toBe(400);
+    window.claimed(full({ beyondShare: 75 }));
+    expect(window.size).toBe(1_600);
+  });
+
   it('stops growing for a while once the whole queue was in view and held only busy rows', () => {
     const window = new ClaimWindow(100);
     window.claimed(full({ beyondShare: 75 }));

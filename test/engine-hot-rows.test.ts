@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/engine/engine.js';
+import { claimEvents } from '../src/engine/event-queue.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startEngine, TEST_LOG_TABLE } from './support/engine.js';
 import { createRule } from './support/rules.js';
@@ -85,6 +86,105 @@ describe('a hot row', () => {
     expect(Number(batches!.transactions)).toBeLessThanOrEqual(100);
     const [left] = await db.query<{ count: string }>(`select count(*) from workflow.events`);
     expect(left!.count).toBe('0');
+  });
+});
+
+describe('a hot row and two claim loops of one daemon', () => {
+  it('one loop takes the hot row in runs while the other handles the rows behind it, each in order', async () => {
+    const table = 'stock.tills';
+    await countedTable(table, 101);
+    // The hot row's 600 events are 7.5 times the head a loop reads (4 batches of 20), and the 100
+    // rows behind them change once each; all queued before the daemon runs.
+    for (let i = 0; i < 600; i++) await db.query(`update ${table} set n = n + 1 where id = 1`);
+    await db.query(`update ${table} set n = n + 1 where id > 1`);
+
+    const engine = await startEngine(db, { batchSize: 20, concurrency: 2 });
+    try {
+      await waitFor('all 700 events to be handled', async () => (await logged(table)) >= 700, 60_000);
+    } finally {
+      await engine.stop();
+    }
+    expect(await logged(table)).toBe(700);
+    expect(await outOfOrder(table, (id) => (id === 1 ? 600 : 1))).toEqual([]);
+    // The rows behind were handled alongside the hot row's runs, not after them: handling them
+    // after the hot row drained would put all 600 of its events first.
+    const [progress] = await db.query<{ hot_before_others_done: string }>(
+      `select count(*) as hot_before_others_done from test_log
+        where label = $1 and row_key ->> 'id' = '1'
+          and seq < (select max(seq) from test_log where label = $1 and row_key ->> 'id' <> '1')`,
+      [table],
+    );
+    expect(Number(progress!.hot_before_others_done)).toBeLessThan(300);
+    // The hot row went through in runs: a transaction per event (or per quarter-batch share)
+    // would take 600 (or 150) transactions.
+    const [batches] = await db.query<{ transactions: string }>(
+      `select count(distinct e.executed_at) as transactions
+         from workflow.automation_executions e
+         join workflow.automation_rules r on r.id = e.automation_rules_id
+        where r.name = $1 and e.trigger_data -> 'row_key' ->> 'id' = '1'`,
+      [`count ${table}`],
+    );
+    expect(Number(batches!.transactions)).toBeLessThanOrEqual(60);
+    const [left] = await db.query<{ count: string }>(`select count(*) from workflow.events`);
+    expect(left!.count).toBe('0');
+  });
+});
+
+describe('a claim that leaves out a row another loop owns', () => {
+  it('reaches the rows behind that row with a base window, and takes nothing of it', async () => {
+    const table = 'stock.trays';
+    await countedTable(table, 31);
+    for (let i = 0; i < 200; i++) await db.query(`update ${table} set n = n + 1 where id = 1`);
+    await db.query(`update ${table} set n = n + 1 where id > 1`);
+    const [{ entity_id: entityId }] = (await db.query<{ entity_id: string }>(
+      `select entity_id from workflow.events limit 1`,
+    )) as [{ entity_id: string }];
+
+    const owner = await db.pool.connect();
+    try {
+      // The owner's claim: the head (4 batches of 10) is the hot row alone, so it takes a run of it.
+      await owner.query('begin');
+      const owned = await claimEvents(owner, 10, 40);
+      expect(owned.events.map((event) => event.rowKey)).toEqual(Array(10).fill({ id: 1 }));
+
+      await db.withClient(async (client) => {
+        // Reading the same head, another claim finds nothing it may take...
+        await client.query('begin');
+        expect((await claimEvents(client, 10, 40)).events).toEqual([]);
+        await client.query('rollback');
+        // ...and leaving the hot row out, it takes the rows behind it, in order.
+        await client.query('begin');
+        const behind = await claimEvents(client, 10, 40, { entityIds: [entityId], rowKeys: ['{"id": 1}'] });
+        expect(behind.events.map((event) => event.rowKey)).toEqual(
+          Array.from({ length: 10 }, (_, i) => ({ id: i + 2 })),
+        );
+        await client.query('rollback');
+      });
+      await owner.query('rollback');
+
+      // Nobody holds the hot row now, yet a claim that leaves it out still takes none of it.
+      await db.withClient(async (client) => {
+        await client.query('begin');
+        const claim = await claimEvents(client, 40, 40, { entityIds: [entityId], rowKeys: ['{"id": 1}'] });
+        expect(
+          claim.events.map((event) => (event.rowKey as { id: number }).id).sort((a, b) => a - b),
+        ).toEqual(Array.from({ length: 30 }, (_, i) => i + 2));
+        await client.query('rollback');
+        // Two rows left out (two loops own one each): nothing of either is taken.
+        await client.query('begin');
+        const two = await claimEvents(client, 40, 40, {
+          entityIds: [entityId, entityId],
+          rowKeys: ['{"id": 1}', '{"id": 2}'],
+        });
+        expect(two.events.map((event) => (event.rowKey as { id: number }).id).sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 29 }, (_, i) => i + 3),
+        );
+        await client.query('rollback');
+      });
+    } finally {
+      owner.release();
+    }
+    await db.query(`delete from workflow.events`);
   });
 });
 

@@ -8,6 +8,11 @@ export interface ClaimOutcome {
   readonly beyondShare: number;
   /** Head events up to the last one claimed: how much of the window the claim needed. */
   readonly headUsed: number;
+  /**
+   * Other loops of the daemon claim the rows behind the busy row this loop's batch was a run of
+   * (they leave that row to this loop): then its window need not grow to reach those rows.
+   */
+  readonly othersClaimBehind?: boolean;
 }
 
 /** Claims after which a queue found to hold only busy rows is looked past again. */
@@ -21,6 +26,10 @@ const CALM_CLAIMS = 4;
  * share (a busy row's run). Rows behind that head would otherwise wait until the busy row drains,
  * one batch at a time (measured: 3,000 rows queued behind one row's 3,000 events finished 1.9x later
  * than alone). With nothing claimed, the loop claims again at once rather than sleeping.
+ *
+ * It does not grow for a busy row that this loop owns while other loops of the daemon leave that
+ * row out of their claims (RowOwners): they reach the rows behind it, and this loop's batches are
+ * the row's runs, claimed from a base window.
  *
  * The window halves, down to the base, when a full batch used less than half of it: reading the
  * head costs a few microseconds an event (the row key is jsonb), which a wide window is worth only
@@ -45,14 +54,14 @@ export class ClaimWindow {
 
   /** Records a claim's outcome; true when a wider window is worth trying at once. */
   claimed(outcome: ClaimOutcome): boolean {
-    const { claimed, limit, headFull, beyondShare, headUsed } = outcome;
+    const { claimed, limit, headFull, beyondShare, headUsed, othersClaimBehind = false } = outcome;
     if (this.#calm > 0) this.#calm--;
     if (claimed < limit) {
       if (!headFull || this.#size >= this.#max) return false;
       this.#grow();
       return claimed === 0;
     }
-    if (beyondShare > 0 && headFull && this.#calm === 0 && this.#size < this.#max) {
+    if (beyondShare > 0 && headFull && !othersClaimBehind && this.#calm === 0 && this.#size < this.#max) {
       this.#grow();
       return false;
     }

@@ -9,11 +9,13 @@ import {
   buryEvent,
   CLAIM_DEPTH,
   claimEvents,
+  claimShare,
   failEvent,
   recordExecutions,
   type ExecutionRecord,
 } from './event-queue.js';
 import { ClaimWindow } from './claim-window.js';
+import { RowOwners } from './row-owners.js';
 import { EventExecutor, OptimisticRunFailed, type ActionIsolation } from './executor.js';
 import { EngineMetrics } from './metrics.js';
 import { NotificationListener } from '../db/notification-listener.js';
@@ -115,6 +117,7 @@ export class Engine {
   readonly #logger: Logger;
   readonly #pool: pg.Pool;
   readonly #wake = new WakeSignal();
+  readonly #rowOwners = new RowOwners();
   readonly #listener: NotificationListener;
   /** Also serves the scheduler of the same daemon (daemon.ts hands it over). */
   readonly ruleSetWatcher: RuleSetWatcher;
@@ -277,6 +280,7 @@ export class Engine {
     });
     const isolation = new IsolationChoice();
     const window = new ClaimWindow(this.#options.batchSize);
+    const loop = this.#rowOwners.join();
     const transaction = { open: false };
     let idle = false;
     let failures = 0;
@@ -291,7 +295,7 @@ export class Engine {
         client.on('error', onConnectionError);
         while (!this.#stopping) {
           // While busy, a batch's COMMIT also begins the next batch's transaction: one round trip less.
-          const handled = await this.#runBatch(client, executor, isolation, window, transaction, !idle);
+          const handled = await this.#runBatch(client, executor, isolation, window, loop, transaction, !idle);
           failures = 0;
           if (handled !== 0) {
             if (idle) {
@@ -311,6 +315,7 @@ export class Engine {
         }
       } catch (error) {
         failures++;
+        this.#rowOwners.release(loop);
         const delay = backoffMs(failures);
         this.#logger.error({ err: error, worker, retryInMs: delay }, 'claim loop failed; retrying');
         client?.off('error', onConnectionError);
@@ -328,6 +333,7 @@ export class Engine {
       client?.off('error', onConnectionError);
       client?.release();
     }
+    this.#rowOwners.release(loop);
   }
 
   /**
@@ -345,6 +351,7 @@ export class Engine {
     executor: EventExecutor,
     choice: IsolationChoice,
     window: ClaimWindow,
+    loop: number,
     transaction: { open: boolean },
     chain: boolean,
   ): Promise<number> {
@@ -356,15 +363,17 @@ export class Engine {
     executor.beginTransaction();
     let events: CapturedEvent[] = [];
     try {
-      const claim = await claimEvents(client, limit, window.size);
+      const claim = await claimEvents(client, limit, window.size, this.#rowOwners.leftOutBy(loop));
       executor.depthIsSet(CLAIM_DEPTH);
       events = claim.events;
+      this.#rowOwners.claimed(loop, events, claimShare(limit));
       const widen = window.claimed({
         claimed: events.length,
         limit,
         headFull: claim.headFull,
         beyondShare: claim.beyondShare,
         headUsed: claim.headUsed,
+        othersClaimBehind: this.#rowOwners.othersClaimBehind(loop),
       });
       if (events.length === 0) {
         transaction.open = false;
@@ -431,7 +440,7 @@ export class Engine {
           'an action failed in an optimistic batch; handling the batch again with savepoints',
         );
         choice.optimisticFailed();
-        return this.#runBatch(client, executor, choice, window, transaction, chain);
+        return this.#runBatch(client, executor, choice, window, loop, transaction, chain);
       }
       if (events.length > 1) {
         // Find the event that fails by handling the same events one at a time.
