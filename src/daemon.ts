@@ -102,6 +102,7 @@ export async function startDaemon(
         logger,
         slot: config.capture.walSlot,
         batchSize: config.capture.walBatchSize,
+        batchWaitMs: config.capture.walBatchWaitMs,
         retryMs: config.capture.walRetryMs,
       });
       await capture.start();

@@ -368,6 +368,48 @@ describe('WAL capture', () => {
     }
   });
 
+  it('appends a quiet stream at once and a busy stream of small transactions once per batch wait', async () => {
+    await db.query('delete from workflow.events');
+    await stopCaptures();
+    const [settings] = await db.query<{ slot_name: string }>(
+      'select slot_name from workflow.capture_settings',
+    );
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const batchWaitMs = 2000;
+    const appends: { at: number; changes: number }[] = [];
+    const reader = new WalReader({
+      databaseUrl: db.url,
+      slot: settings!.slot_name,
+      pool,
+      logger,
+      batchSize: 1000,
+      batchWaitMs,
+      onAppended: (_events, changes) => appends.push({ at: performance.now(), changes }),
+    });
+    const reading = reader.read();
+    try {
+      // Nothing appended for batchWaitMs: the first commit is appended without waiting.
+      const quietAt = performance.now();
+      await db.query(`insert into sales.orders (id, status) values (400, 'new')`);
+      await waitFor('the quiet commit', () => appends.length === 1);
+      expect(appends[0]!.at - quietAt).toBeLessThan(batchWaitMs);
+      // Twenty commits right after it wait for the rest of the batch wait, and go in together.
+      const busyAt = performance.now();
+      for (let id = 401; id <= 420; id++) {
+        await db.query(`insert into sales.orders (id, status) values ($1, 'new')`, [id]);
+      }
+      const busyMs = performance.now() - busyAt;
+      await waitFor('the busy commits', () => appends.reduce((sum, a) => sum + a.changes, 0) === 21);
+      expect(appends.length - 1).toBeLessThanOrEqual(Math.ceil(busyMs / batchWaitMs) + 1);
+      expect(appends[1]!.at - appends[0]!.at).toBeGreaterThanOrEqual(batchWaitMs - 50);
+      expect(await eventCount()).toBe(21);
+    } finally {
+      await reader.stop();
+      await reading;
+      await pool.end();
+    }
+  });
+
   it('elects one reader among two daemons, and the other takes over when it stops', async () => {
     await db.query('delete from workflow.events');
     const first = await startCapture();
