@@ -186,22 +186,31 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
      * /proc, so Linux only; NaN elsewhere), and this process (the Node decoding; the control
      * connection's share of it is negligible).
      */
-    const readerCpu = async (): Promise<{ postgres: Map<number, number>; node: number }> => {
+    type ReaderCpu = { walsender: number; append: number; node: number };
+    const readerCpu = async (): Promise<{
+      backends: Map<number, [keyof ReaderCpu, number]>;
+      node: number;
+    }> => {
       const rows = await query(
-        `select pid from pg_stat_activity
+        `select pid, backend_type = 'walsender' as walsender from pg_stat_activity
           where application_name in ('rulebook-wal-capture', 'rulebook-wal-append')`,
       );
-      const postgres = new Map<number, number>();
-      for (const { pid } of rows) postgres.set(pid as number, processCpuMs(pid as number) ?? Number.NaN);
+      const backends = new Map<number, [keyof ReaderCpu, number]>();
+      for (const { pid, walsender } of rows) {
+        backends.set(pid as number, [
+          walsender ? 'walsender' : 'append',
+          processCpuMs(pid as number) ?? Number.NaN,
+        ]);
+      }
       const usage = process.cpuUsage();
-      return { postgres, node: (usage.user + usage.system) / 1000 };
+      return { backends, node: (usage.user + usage.system) / 1000 };
     };
-    const cpuSince = async (before: Awaited<ReturnType<typeof readerCpu>>) => {
+    const cpuSince = async (before: Awaited<ReturnType<typeof readerCpu>>): Promise<ReaderCpu> => {
       const after = await readerCpu();
-      let postgres = 0;
+      const used = { walsender: 0, append: 0, node: after.node - before.node };
       // A backend the pool opened during the run counts from its start.
-      for (const [pid, ms] of after.postgres) postgres += ms - (before.postgres.get(pid) ?? 0);
-      return { postgres, node: after.node - before.node };
+      for (const [pid, [kind, ms]] of after.backends) used[kind] += ms - (before.backends.get(pid)?.[1] ?? 0);
+      return used;
     };
 
     const pgbenchRuns: {
@@ -210,8 +219,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       variant: Variant;
       tps: number;
       events: number;
-      /** Reader CPU microseconds per written change (wal variant), PostgreSQL / Node. */
-      cpu?: { postgres: number; node: number };
+      /** Reader CPU microseconds per written change (wal variant). */
+      cpu?: ReaderCpu;
     }[] = [];
     for (let round = 0; round < rounds; round++) {
       for (const workload of WORKLOADS) {
@@ -231,16 +240,18 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
           let cpu;
           if (cpuBefore) {
             const used = await cpuSince(cpuBefore);
+            const perChange = (ms: number) => (ms * 1000) / result.transactions;
             cpu = {
-              postgres: (used.postgres * 1000) / result.transactions,
-              node: (used.node * 1000) / result.transactions,
+              walsender: perChange(used.walsender),
+              append: perChange(used.append),
+              node: perChange(used.node),
             };
           }
           pgbenchRuns.push({ key: workload.key, round, variant, tps: result.tps, events: appended, cpu });
           ctx.log(
             `capture-wal: round ${round + 1}/${rounds} ${workload.key} ${variant}: ${formatTps(result.tps)}, ${formatInt(appended)} events` +
               (cpu
-                ? `, reader CPU per change ${cpu.postgres.toFixed(0)} us PostgreSQL, ${cpu.node.toFixed(0)} us Node`
+                ? `, reader CPU per change ${cpu.walsender.toFixed(0)} us walsender, ${cpu.append.toFixed(0)} us append, ${cpu.node.toFixed(0)} us Node`
                 : ''),
           );
         }
@@ -282,7 +293,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       const tps = (variant: Variant) => median(runs.filter((r) => r.variant === variant).map((r) => r.tps));
       const events = median(runs.filter((r) => r.variant === 'wal').map((r) => r.events));
       const walRuns = runs.filter((r) => r.variant === 'wal' && r.cpu);
-      const cpu = `${median(walRuns.map((r) => r.cpu!.postgres)).toFixed(0)} / ${median(walRuns.map((r) => r.cpu!.node)).toFixed(0)} us`;
+      const cpuOf = (kind: keyof ReaderCpu) => median(walRuns.map((r) => r.cpu![kind])).toFixed(0);
+      const cpu = `${cpuOf('walsender')} / ${cpuOf('append')} / ${cpuOf('node')} us`;
       return [
         `${workload.label}, ${workload.clients} client${workload.clients > 1 ? 's' : ''}`,
         formatTps(tps('base')),
@@ -330,7 +342,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         `medians of the per-round ratios (bulk: time of no capture / time with capture). "Reader ` +
         `running": the reader appends while pgbench writes, competing for the machine's CPUs; "reader ` +
         `after": the same table with the reader stopped during the write and started after it, which ` +
-        `is what the writer itself pays. "Reader CPU per change": the CPU time of the reader's walsender and append backends (PostgreSQL), and of the benchmark process (Node's decoding), over the pgbench run and the drain after it, divided by the transactions pgbench wrote (one change each). Goal: >= 0.9x of no capture on every workload (issue 11). ` +
+        `is what the writer itself pays. "Reader CPU per change": the CPU time of the reader's walsender and append backends, and of the benchmark process (Node's decoding), over the pgbench run and the drain after it, divided by the transactions pgbench wrote (one change each). Goal: >= 0.9x of no capture on every workload (issue 11). ` +
         `${minutes.toFixed(1)} minutes.`,
       '',
       markdownTable(
@@ -340,7 +352,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
           'WAL, reader running',
           'WAL, reader after',
           'events appended',
-          'reader CPU per change, PostgreSQL / Node',
+          'reader CPU per change: walsender / append / Node',
           '>= 0.9x (running / after)',
         ],
         rows,

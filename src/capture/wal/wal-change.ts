@@ -10,6 +10,8 @@ export interface OpenTransaction {
   seq: number;
   depth?: number;
   actor?: string;
+  /** The transaction changed the rules (capture-prefilter.ts): none of its later changes is dropped. */
+  rulesChanged?: boolean;
 }
 
 export function openTransaction(begin: Extract<WalMessage, { tag: 'begin' }>): OpenTransaction {

@@ -2,6 +2,7 @@ import { LogicalReplicationService } from 'pg-logical-replication';
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { appendChanges, type WalChange } from './append-changes.js';
+import { CapturePrefilter, RULES_PREFIX } from './capture-prefilter.js';
 import { CAPTURE_PUBLICATION } from './capture-slot.js';
 import type { WalMessage, WalRelation } from './pgoutput-decoder.js';
 import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
@@ -73,9 +74,11 @@ export class WalReader {
   /** performance.now() when the last append started; -Infinity before the first. */
   #lastAppendAt = Number.NEGATIVE_INFINITY;
   #waitTimer: NodeJS.Timeout | undefined;
+  readonly #prefilter: CapturePrefilter;
 
   constructor(options: WalReaderOptions) {
     this.#options = options;
+    this.#prefilter = new CapturePrefilter(options.pool);
     this.#service = new LogicalReplicationService(
       { connectionString: options.databaseUrl, application_name: 'rulebook-wal-capture' },
       // Confirmation is rulebook's alone: after the batch's commit, never on a timer.
@@ -154,6 +157,8 @@ export class WalReader {
         return;
       case 'relation':
         this.#checkIdentity(message.relation);
+        // Sent after the table's columns changed, among other times: watched columns may be renamed.
+        this.#prefilter.invalidate();
         return;
       case 'insert':
       case 'update':
@@ -161,6 +166,7 @@ export class WalReader {
         const transaction = this.#transaction;
         if (!transaction) throw new Error(`pgoutput: a ${message.tag} outside a transaction`);
         const change = toWalChange(transaction, message);
+        if (!transaction.rulesChanged && (await this.#drops(message))) return;
         if (message.tag === 'update' && message.missing.length > 0) {
           this.#warnOnce(
             `toast:${message.relation.id}`,
@@ -174,6 +180,10 @@ export class WalReader {
       }
       case 'message': {
         const transaction = this.#transaction;
+        if (message.prefix === RULES_PREFIX) {
+          if (transaction && message.transactional) transaction.rulesChanged = true;
+          return;
+        }
         const context =
           transaction && message.transactional
             ? readContextMessage(message, transaction.xid, this.#secret)
@@ -197,6 +207,7 @@ export class WalReader {
         return;
       }
       case 'commit':
+        if (this.#transaction?.rulesChanged) this.#prefilter.invalidate(this.#transaction.xid);
         this.#transaction = undefined;
         this.#safeLsn = maxLsn(this.#safeLsn, parseLsn(message.endLsn));
         if (this.#pending.length === 0) this.#confirm(this.#safeLsn);
@@ -254,6 +265,25 @@ export class WalReader {
     // commit record starts before the confirmed position, and the next commit may start exactly
     // at this one's end, so what is passed is one less.
     void this.#service.acknowledge(formatLsn(lsn - 1n));
+  }
+
+  /** Whether the capture filters would drop this change anyway (capture-prefilter.ts). */
+  async #drops(message: Extract<WalMessage, { tag: 'insert' | 'update' | 'delete' }>): Promise<boolean> {
+    try {
+      return await this.#prefilter.drops(message);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      // 42501: this role may not call it; 42883: the database predates it. Then every change goes
+      // to the append, as before; anything else (a lost connection) fails the reader as usual.
+      if (code !== '42501' && code !== '42883') throw error;
+      if (this.#prefilter.disable()) {
+        this.#options.logger.warn(
+          { err: error },
+          'WAL capture: cannot read workflow.wal_capture_prefilter, so every change is appended and filtered there (slower for changes no rule watches); run the daemon as a member of rulebook_daemon',
+        );
+      }
+      return false;
+    }
   }
 
   #checkIdentity(relation: WalRelation): void {
