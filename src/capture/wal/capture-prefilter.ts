@@ -69,9 +69,10 @@ export class CapturePrefilter {
         return !filter.deletes;
       case 'update': {
         const columns = filter.updateColumns;
-        // Without the old row (REPLICA IDENTITY not FULL), or with a watched column the table no
-        // longer has (renamed), nothing is known to be unchanged.
-        if (columns === null || !change.old) return false;
+        // Without the whole old row (REPLICA IDENTITY not FULL: none, or only the key's columns),
+        // or with a watched column the table no longer has (renamed), nothing is known to be
+        // unchanged.
+        if (columns === null || !change.old || change.relation.replicaIdentity !== 'f') return false;
         return columns.every(
           (column) =>
             column in change.new && column in change.old! && change.new[column] === change.old![column],
