@@ -27,16 +27,18 @@ export function toWalChange(
   message: Extract<WalMessage, { tag: 'insert' | 'update' | 'delete' }>,
 ): WalChange {
   transaction.seq += 1;
-  return {
+  // Assigned one by one rather than spread: this runs for every change the stream sends.
+  const change: { -readonly [K in keyof WalChange]: WalChange[K] } = {
     l: transaction.commitLsn,
     s: transaction.seq,
     x: transaction.xid,
     t: transaction.time,
     r: message.relation.id,
     o: message.tag === 'insert' ? 'I' : message.tag === 'update' ? 'U' : 'D',
-    ...(message.tag !== 'delete' ? { n: message.new } : {}),
-    ...(message.tag !== 'insert' && message.old ? { d: message.old } : {}),
-    ...(transaction.depth !== undefined ? { p: transaction.depth } : {}),
-    ...(transaction.actor !== undefined ? { a: transaction.actor } : {}),
   };
+  if (message.tag !== 'delete') change.n = message.new;
+  if (message.tag !== 'insert' && message.old) change.d = message.old;
+  if (transaction.depth !== undefined) change.p = transaction.depth;
+  if (transaction.actor !== undefined) change.a = transaction.actor;
+  return change;
 }
