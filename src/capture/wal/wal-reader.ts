@@ -45,8 +45,8 @@ type QueueItem =
  * A batch is appended when it is full, or when nothing more has arrived and the previous append
  * started at least batchWaitMs ago (else when that time has passed): an idle stream appends at
  * once, and a busy one of small transactions in one append per batchWaitMs, not one per commit.
- * Each append is a transaction with its own commit flush and a fixed cost (measured: about 1.2 ms
- * of PostgreSQL CPU for a one-change batch), which one append per writer commit paid again and again.
+ * Each append is a transaction with its own commit flush and a fixed cost (measured: 1 to 2 ms of
+ * PostgreSQL CPU for a one-change batch), which one append per writer commit paid again and again.
  *
  * `read()` resolves when the stream ends (stop()) and rejects when it fails; the caller starts a
  * new reader, which resumes from the slot's confirmed position: whatever was appended but not yet
