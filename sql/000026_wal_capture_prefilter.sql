@@ -46,9 +46,10 @@ $$;
 revoke all on function workflow.wal_capture_prefilter(bigint) from public;
 grant execute on function workflow.wal_capture_prefilter(bigint) to rulebook_admin, rulebook_daemon;
 
--- Every change to the rules, entities or trigger types bumps workflow.rule_set_version (000005)
--- in its transaction; in WAL mode that transaction also says so in the WAL, where the reader meets
--- it in commit order and loads the prefilter again before it drops anything after it.
+-- A transaction that changes what the prefilter reads (the rules, the entities, the trigger types)
+-- says so in the WAL in WAL mode, where the reader meets it in commit order and loads the prefilter
+-- again before it drops anything after it. Statement triggers on those tables themselves (not on
+-- workflow.rule_set_version, which they also bump), so that nothing else needs to stay as it is.
 create function workflow.announce_wal_rule_change() returns trigger
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -64,7 +65,11 @@ $$;
 revoke all on function workflow.announce_wal_rule_change() from public;
 grant execute on function workflow.announce_wal_rule_change() to rulebook_admin, rulebook_daemon;
 
-create trigger announce_wal_rule_change after insert or update on workflow.rule_set_version
+create trigger announce_wal_rule_change after insert or update or delete or truncate on workflow.automation_rules
+  for each statement execute function workflow.announce_wal_rule_change();
+create trigger announce_wal_rule_change after insert or update or delete or truncate on workflow.entities
+  for each statement execute function workflow.announce_wal_rule_change();
+create trigger announce_wal_rule_change after insert or update or delete or truncate on workflow.trigger_types
   for each statement execute function workflow.announce_wal_rule_change();
 
 -- Two lookups of every append, 000020's and 000022's queries unchanged, in PL/pgSQL: a SQL
