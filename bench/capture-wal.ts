@@ -6,6 +6,7 @@ import { leaveWalMode } from '../src/capture/wal/capture-mode.js';
 import { WalCapture } from '../src/capture/wal/wal-capture.js';
 import { createLogger } from '../src/logger.js';
 import type { BenchContext, BenchSection } from './support/context.js';
+import { processCpuMs } from './support/cpu.js';
 import { runPgbench } from './support/pgbench.js';
 import { seedTableSql } from './support/seed-table.js';
 import { formatInt, formatRatio, formatSeconds, formatTps, markdownTable, median } from './support/report.js';
@@ -180,12 +181,53 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       return file;
     };
 
-    const pgbenchRuns: { key: string; round: number; variant: Variant; tps: number; events: number }[] = [];
+    /**
+     * CPU milliseconds so far of what the reader runs: its walsender and append backends (from
+     * /proc, so Linux only; NaN elsewhere), and this process (the Node decoding; the control
+     * connection's share of it is negligible).
+     */
+    type ReaderCpu = { walsender: number; append: number; node: number };
+    const readerCpu = async (): Promise<{
+      backends: Map<number, [keyof ReaderCpu, number]>;
+      node: number;
+    }> => {
+      const rows = await query(
+        `select pid, backend_type = 'walsender' as walsender from pg_stat_activity
+          where application_name in ('rulebook-wal-capture', 'rulebook-wal-append')`,
+      );
+      const backends = new Map<number, [keyof ReaderCpu, number]>();
+      for (const { pid, walsender } of rows) {
+        backends.set(pid as number, [
+          walsender ? 'walsender' : 'append',
+          processCpuMs(pid as number) ?? Number.NaN,
+        ]);
+      }
+      const usage = process.cpuUsage();
+      return { backends, node: (usage.user + usage.system) / 1000 };
+    };
+    const cpuSince = async (before: Awaited<ReturnType<typeof readerCpu>>): Promise<ReaderCpu> => {
+      const after = await readerCpu();
+      const used = { walsender: 0, append: 0, node: after.node - before.node };
+      // A backend the pool opened during the run counts from its start.
+      for (const [pid, [kind, ms]] of after.backends) used[kind] += ms - (before.backends.get(pid)?.[1] ?? 0);
+      return used;
+    };
+
+    const pgbenchRuns: {
+      key: string;
+      round: number;
+      variant: Variant;
+      tps: number;
+      events: number;
+      /** Reader CPU microseconds per written change (wal variant). */
+      cpu?: ReaderCpu;
+    }[] = [];
     for (let round = 0; round < rounds; round++) {
       for (const workload of WORKLOADS) {
         for (const variant of round % 2 === 0 ? VARIANTS : [...VARIANTS].reverse()) {
           await prepare(variant);
           if (variant === 'deferred') await stopReader();
+          const cpuBefore = variant === 'wal' ? await readerCpu() : undefined;
           const result = await runPgbench({
             pgbench: ctx.pgbench,
             url,
@@ -195,9 +237,22 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
           });
           if (variant === 'deferred') await startReader();
           await drained();
-          pgbenchRuns.push({ key: workload.key, round, variant, tps: result.tps, events: appended });
+          let cpu;
+          if (cpuBefore) {
+            const used = await cpuSince(cpuBefore);
+            const perChange = (ms: number) => (ms * 1000) / result.transactions;
+            cpu = {
+              walsender: perChange(used.walsender),
+              append: perChange(used.append),
+              node: perChange(used.node),
+            };
+          }
+          pgbenchRuns.push({ key: workload.key, round, variant, tps: result.tps, events: appended, cpu });
           ctx.log(
-            `capture-wal: round ${round + 1}/${rounds} ${workload.key} ${variant}: ${formatTps(result.tps)}, ${formatInt(appended)} events`,
+            `capture-wal: round ${round + 1}/${rounds} ${workload.key} ${variant}: ${formatTps(result.tps)}, ${formatInt(appended)} events` +
+              (cpu
+                ? `, reader CPU per change ${cpu.walsender.toFixed(0)} us walsender, ${cpu.append.toFixed(0)} us append, ${cpu.node.toFixed(0)} us Node`
+                : ''),
           );
         }
       }
@@ -237,12 +292,16 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
       const deferred = ratioOf(runs, (run) => run.tps, 'deferred');
       const tps = (variant: Variant) => median(runs.filter((r) => r.variant === variant).map((r) => r.tps));
       const events = median(runs.filter((r) => r.variant === 'wal').map((r) => r.events));
+      const walRuns = runs.filter((r) => r.variant === 'wal' && r.cpu);
+      const cpuOf = (kind: keyof ReaderCpu) => median(walRuns.map((r) => r.cpu![kind])).toFixed(0);
+      const cpu = `${cpuOf('walsender')} / ${cpuOf('append')} / ${cpuOf('node')} us`;
       return [
         `${workload.label}, ${workload.clients} client${workload.clients > 1 ? 's' : ''}`,
         formatTps(tps('base')),
         `${formatTps(tps('wal'))} (${formatRatio(ratio)})`,
         `${formatTps(tps('deferred'))} (${formatRatio(deferred)})`,
         formatInt(events),
+        cpu,
         `${ratio >= 0.9 ? 'met' : 'missed'} / ${deferred >= 0.9 ? 'met' : 'missed'}`,
       ];
     });
@@ -259,6 +318,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         `${formatSeconds(time('wal'))} (${formatRatio(ratio)})`,
         `${formatSeconds(time('deferred'))} (${formatRatio(deferred)})`,
         formatInt(median(runs.filter((r) => r.variant === 'wal').map((r) => r.events))),
+        '',
         `${ratio >= 0.9 ? 'met' : 'missed'} / ${deferred >= 0.9 ? 'met' : 'missed'}`,
       ]);
     }
@@ -282,7 +342,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
         `medians of the per-round ratios (bulk: time of no capture / time with capture). "Reader ` +
         `running": the reader appends while pgbench writes, competing for the machine's CPUs; "reader ` +
         `after": the same table with the reader stopped during the write and started after it, which ` +
-        `is what the writer itself pays. Goal: >= 0.9x of no capture on every workload (issue 11). ` +
+        `is what the writer itself pays. "Reader CPU per change": the CPU time of the reader's walsender and append backends, and of the benchmark process (Node's decoding), over the pgbench run and the drain after it, divided by the transactions pgbench wrote (one change each). Goal: >= 0.9x of no capture on every workload (issue 11). ` +
         `${minutes.toFixed(1)} minutes.`,
       '',
       markdownTable(
@@ -292,10 +352,11 @@ export async function run(ctx: BenchContext): Promise<BenchSection> {
           'WAL, reader running',
           'WAL, reader after',
           'events appended',
+          'reader CPU per change: walsender / append / Node',
           '>= 0.9x (running / after)',
         ],
         rows,
-        ['left', 'right', 'right', 'right', 'right', 'left'],
+        ['left', 'right', 'right', 'right', 'right', 'right', 'left'],
       ),
       '',
       'The WAL reader: how long after its start, following one 100,000-row statement written while ' +

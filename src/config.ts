@@ -68,6 +68,8 @@ export interface CaptureConfig {
   readonly walSlot: string | undefined;
   /** RULEBOOK_WAL_BATCH_SIZE: changes appended to workflow.events per transaction. */
   readonly walBatchSize: number;
+  /** RULEBOOK_WAL_BATCH_WAIT_MS: least time between two appends that are not full. */
+  readonly walBatchWaitMs: number;
   /** RULEBOOK_WAL_RETRY_MS: how often a daemon tries to become the reader, or restarts a failed stream. */
   readonly walRetryMs: number;
 }
@@ -307,6 +309,12 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
     doc: 'WAL mode: changes appended to `workflow.events` per transaction',
   },
   {
+    name: 'RULEBOOK_WAL_BATCH_WAIT_MS',
+    default: '20',
+    help: 'WAL mode: least time between two appends that are not full (a busy stream appends once per wait, not once per commit; 0: at every pause)',
+    doc: 'WAL mode: least time between two appends that are not full: a busy stream of small transactions is appended once per wait, not once per commit; a quiet one at once. `0`: at every pause of the stream',
+  },
+  {
     name: 'RULEBOOK_WAL_RETRY_MS',
     default: '2000',
     help: "WAL mode: how often a daemon tries to become the slot's reader, and how soon a failed stream starts again",
@@ -337,6 +345,15 @@ function parsePositiveInt(name: string, value: string | undefined, fallback: num
 }
 
 /** An optional URL whose scheme is one of `protocols`; credentials are masked in the error. */
+function parseNonNegativeInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === '') return fallback;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) {
+    throw new ConfigError(`${name} must be a whole number of 0 or more, got "${value}"`);
+  }
+  return number;
+}
+
 function parseUrl(name: string, value: string | undefined, protocols: readonly string[]): string | undefined {
   const text = value?.trim();
   if (!text) return undefined;
@@ -423,6 +440,7 @@ function parseCapture(env: NodeJS.ProcessEnv): CaptureConfig {
     mode,
     walSlot,
     walBatchSize: parsePositiveInt('RULEBOOK_WAL_BATCH_SIZE', env.RULEBOOK_WAL_BATCH_SIZE, 2000),
+    walBatchWaitMs: parseNonNegativeInt('RULEBOOK_WAL_BATCH_WAIT_MS', env.RULEBOOK_WAL_BATCH_WAIT_MS, 20),
     walRetryMs: parsePositiveInt('RULEBOOK_WAL_RETRY_MS', env.RULEBOOK_WAL_RETRY_MS, 2000),
   });
 }

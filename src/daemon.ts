@@ -104,6 +104,7 @@ export async function startDaemon(
         logger,
         slot: config.capture.walSlot,
         batchSize: config.capture.walBatchSize,
+        batchWaitMs: config.capture.walBatchWaitMs,
         retryMs: config.capture.walRetryMs,
       });
       await capture.start();

@@ -368,6 +368,124 @@ describe('WAL capture', () => {
     }
   });
 
+  it('appends a quiet stream at once and a busy stream of small transactions once per batch wait', async () => {
+    await db.query('delete from workflow.events');
+    await stopCaptures();
+    const [settings] = await db.query<{ slot_name: string }>(
+      'select slot_name from workflow.capture_settings',
+    );
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const batchWaitMs = 2000;
+    const appends: { at: number; changes: number }[] = [];
+    const reader = new WalReader({
+      databaseUrl: db.url,
+      slot: settings!.slot_name,
+      pool,
+      logger,
+      batchSize: 1000,
+      batchWaitMs,
+      onAppended: (_events, changes) => appends.push({ at: performance.now(), changes }),
+    });
+    const reading = reader.read();
+    try {
+      // Nothing appended for batchWaitMs: the first commit is appended without waiting.
+      const quietAt = performance.now();
+      await db.query(`insert into sales.orders (id, status) values (400, 'new')`);
+      await waitFor('the quiet commit', () => appends.length === 1);
+      expect(appends[0]!.at - quietAt).toBeLessThan(batchWaitMs);
+      // Twenty commits right after it wait for the rest of the batch wait, and go in together.
+      const busyAt = performance.now();
+      for (let id = 401; id <= 420; id++) {
+        await db.query(`insert into sales.orders (id, status) values ($1, 'new')`, [id]);
+      }
+      const busyMs = performance.now() - busyAt;
+      await waitFor('the busy commits', () => appends.reduce((sum, a) => sum + a.changes, 0) === 21);
+      expect(appends.length - 1).toBeLessThanOrEqual(Math.ceil(busyMs / batchWaitMs) + 1);
+      expect(appends[1]!.at - appends[0]!.at).toBeGreaterThanOrEqual(batchWaitMs - 50);
+      expect(await eventCount()).toBe(21);
+    } finally {
+      await reader.stop();
+      await reading;
+      await pool.end();
+    }
+  });
+
+  it('drops changes no active rule watches before the append, and follows rule changes in commit order', async () => {
+    await stopCaptures();
+    await db.query(`create table sales.watched (id int primary key, status text, note text)`);
+    const [entity] = await db.query<{ id: string }>(`select workflow.register_entity('sales.watched') as id`);
+    const dba = await ensureDba(db);
+    const addRule = (client: { query: pg.ClientBase['query'] }, column: string) =>
+      client.query<{ id: string }>(
+        `insert into workflow.automation_rules
+           (name, entity_id, entity_type_id, trigger_type_id, trigger_conditions, is_active, created_by, updated_by)
+         select 'watched ' || $3, e.id, e.entity_type_id, t.id, $2::jsonb, true, $1, $1
+           from workflow.entities e, workflow.trigger_types t where e.id = $4 and t.name = 'on_update'
+         returning id`,
+        [
+          dba,
+          JSON.stringify({ field_conditions: [{ field_name: column, operator: 'changed' }] }),
+          column,
+          entity!.id,
+        ],
+      );
+    await db.withClient((client) => addRule(client, 'status'));
+    const [settings] = await db.query<{ slot_name: string }>(
+      'select slot_name from workflow.capture_settings',
+    );
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    let appendedChanges = 0;
+    const reader = new WalReader({
+      databaseUrl: db.url,
+      slot: settings!.slot_name,
+      pool,
+      logger,
+      batchSize: 1000,
+      batchWaitMs: 0,
+      onAppended: (_events, changes) => (appendedChanges += changes),
+    });
+    const reading = reader.read();
+    const notes = async () =>
+      (
+        await db.query<{ note: string }>(
+          `select new_row ->> 'note' as note from workflow.events where entity_id = $1 order by id`,
+          [entity!.id],
+        )
+      ).map((row) => row.note);
+    try {
+      // No on_create rule, and an update of a column no rule watches: neither reaches the append.
+      await db.query(`insert into sales.watched values (1, 'a', 'x')`);
+      await db.query(`update sales.watched set note = 'y' where id = 1`);
+      await db.query(`update sales.watched set status = 'b' where id = 1`);
+      await caughtUp();
+      expect(appendedChanges).toBe(1);
+      expect(await notes()).toEqual(['y']);
+      // A rule on note added in the transaction that then changes note: that change is captured,
+      // and so are the ones after it.
+      const [noteRule] = await db.withClient(async (client) => {
+        await client.query('begin');
+        const { rows } = await addRule(client, 'note');
+        await client.query(`update sales.watched set note = 'z' where id = 1`);
+        await client.query('commit');
+        return rows;
+      });
+      await db.query(`update sales.watched set note = 'w' where id = 1`);
+      await caughtUp();
+      expect(await notes()).toEqual(['y', 'z', 'w']);
+      // The rule switched off: changes of note are dropped again, before the append.
+      await db.query(`update workflow.automation_rules set is_active = false where id = $1`, [noteRule!.id]);
+      const before = appendedChanges;
+      await db.query(`update sales.watched set note = 'v' where id = 1`);
+      await caughtUp();
+      expect(appendedChanges).toBe(before);
+      expect(await notes()).toEqual(['y', 'z', 'w']);
+    } finally {
+      await reader.stop();
+      await reading;
+      await pool.end();
+    }
+  });
+
   it('elects one reader among two daemons, and the other takes over when it stops', async () => {
     await db.query('delete from workflow.events');
     const first = await startCapture();

@@ -21,7 +21,7 @@ function clockTicks(): number {
 }
 
 /** User + system CPU milliseconds of a process, or undefined if it is gone (or not Linux). */
-function processCpuMs(pid: number): number | undefined {
+export function processCpuMs(pid: number): number | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after "(comm) ": state is field 3, utime 14 and stime 15.

@@ -45,9 +45,6 @@ export type WalMessage =
 /** Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01. */
 const POSTGRES_EPOCH_MS = 946_684_800_000;
 
-/** A marker for a column whose unchanged TOASTed value was not sent again. */
-const UNCHANGED = Symbol('unchanged toast');
-
 export class PgOutputDecoder {
   readonly #relations = new Map<number, WalRelation>();
 
@@ -89,23 +86,22 @@ export class PgOutputDecoder {
       case 'I': {
         const relation = this.#relation(reader.uint32());
         reader.expect('N', type);
-        return { tag: 'insert', relation, new: complete(readTuple(reader, relation), null, []) };
+        return { tag: 'insert', relation, new: readTuple(reader, relation, null, []) };
       }
       case 'U': {
         const relation = this.#relation(reader.uint32());
         let next = reader.char();
-        let old: RawRow | null = null;
+        let oldRow: TextRow | null = null;
         if (next === 'K' || next === 'O') {
-          old = readTuple(reader, relation);
+          oldRow = readTuple(reader, relation, null, []);
           next = reader.char();
         }
         if (next !== 'N')
           throw new Error(`pgoutput: an update of ${name(relation)} without a new row (${next})`);
         const missing: string[] = [];
-        const oldRow = old && complete(old, null, []);
         // Unchanged TOASTed values are not sent again: they are the old row's (REPLICA IDENTITY
         // FULL logs the old row with its TOASTed values inline).
-        const newRow = complete(readTuple(reader, relation), oldRow, missing);
+        const newRow = readTuple(reader, relation, oldRow, missing);
         return { tag: 'update', relation, old: oldRow, new: newRow, missing };
       }
       case 'D': {
@@ -113,7 +109,7 @@ export class PgOutputDecoder {
         const next = reader.char();
         if (next !== 'K' && next !== 'O')
           throw new Error(`pgoutput: a delete of ${name(relation)} without an old row (${next})`);
-        return { tag: 'delete', relation, old: complete(readTuple(reader, relation), null, []) };
+        return { tag: 'delete', relation, old: readTuple(reader, relation, null, []) };
       }
       case 'M': {
         const transactional = (reader.int8() & 1) === 1;
@@ -134,39 +130,36 @@ export class PgOutputDecoder {
   }
 }
 
-type RawRow = Record<string, string | null | typeof UNCHANGED>;
-
 function name(relation: WalRelation): string {
   return `${relation.schema}.${relation.table}`;
 }
 
-function complete(row: RawRow, fallback: TextRow | null, missing: string[]): TextRow {
-  const out: TextRow = {};
-  for (const [column, value] of Object.entries(row)) {
-    if (value === UNCHANGED) {
-      if (fallback && column in fallback) out[column] = fallback[column]!;
-      else missing.push(column);
-    } else {
-      out[column] = value;
-    }
-  }
-  return out;
-}
-
-function readTuple(reader: BufferReader, relation: WalRelation): RawRow {
+/**
+ * One row, in a single pass (the reader decodes every change of the published tables, relevant or
+ * not). A column sent as an unchanged TOASTed value takes `fallback`'s value (the old row), or is
+ * left out and listed in `missing`.
+ */
+function readTuple(
+  reader: BufferReader,
+  relation: WalRelation,
+  fallback: TextRow | null,
+  missing: string[],
+): TextRow {
   const count = reader.int16();
   if (count !== relation.columns.length) {
     throw new Error(
       `pgoutput: a row of ${count} columns for ${name(relation)}, announced with ${relation.columns.length}`,
     );
   }
-  const row: RawRow = {};
+  const row: TextRow = {};
   for (const column of relation.columns) {
     const kind = reader.char();
-    if (kind === 'n') row[column] = null;
-    else if (kind === 'u') row[column] = UNCHANGED;
-    else if (kind === 't') row[column] = reader.text(reader.int32());
-    else
+    if (kind === 't') row[column] = reader.text(reader.int32());
+    else if (kind === 'n') row[column] = null;
+    else if (kind === 'u') {
+      if (fallback && column in fallback) row[column] = fallback[column]!;
+      else missing.push(column);
+    } else
       throw new Error(
         `pgoutput: column ${column} of ${name(relation)} has value kind ${kind} (binary mode is not requested)`,
       );

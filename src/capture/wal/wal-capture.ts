@@ -14,6 +14,8 @@ export interface WalCaptureOptions {
   readonly slot?: string;
   /** Changes per append (RULEBOOK_WAL_BATCH_SIZE). */
   readonly batchSize: number;
+  /** Least time between two appends that are not full (RULEBOOK_WAL_BATCH_WAIT_MS; wal-reader.ts). */
+  readonly batchWaitMs?: number;
   /** How often a daemon that is not the reader tries to become it, and a failed reader restarts. */
   readonly retryMs: number;
   readonly onAppended?: (events: number, changes: number) => void;
@@ -105,6 +107,7 @@ export class WalCapture {
             pool: this.#pool,
             logger,
             batchSize: this.#options.batchSize,
+            batchWaitMs: this.#options.batchWaitMs,
             onAppended: (events, changes) => {
               this.#appendedEvents += events;
               this.#options.onAppended?.(events, changes);

@@ -10,6 +10,8 @@ export interface OpenTransaction {
   seq: number;
   depth?: number;
   actor?: string;
+  /** The transaction changed the rules (capture-prefilter.ts): none of its later changes is dropped. */
+  rulesChanged?: boolean;
 }
 
 export function openTransaction(begin: Extract<WalMessage, { tag: 'begin' }>): OpenTransaction {
@@ -25,16 +27,18 @@ export function toWalChange(
   message: Extract<WalMessage, { tag: 'insert' | 'update' | 'delete' }>,
 ): WalChange {
   transaction.seq += 1;
-  return {
+  // Assigned one by one rather than spread: this runs for every change the stream sends.
+  const change: { -readonly [K in keyof WalChange]: WalChange[K] } = {
     l: transaction.commitLsn,
     s: transaction.seq,
     x: transaction.xid,
     t: transaction.time,
     r: message.relation.id,
     o: message.tag === 'insert' ? 'I' : message.tag === 'update' ? 'U' : 'D',
-    ...(message.tag !== 'delete' ? { n: message.new } : {}),
-    ...(message.tag !== 'insert' && message.old ? { d: message.old } : {}),
-    ...(transaction.depth !== undefined ? { p: transaction.depth } : {}),
-    ...(transaction.actor !== undefined ? { a: transaction.actor } : {}),
   };
+  if (message.tag !== 'delete') change.n = message.new;
+  if (message.tag !== 'insert' && message.old) change.d = message.old;
+  if (transaction.depth !== undefined) change.p = transaction.depth;
+  if (transaction.actor !== undefined) change.a = transaction.actor;
+  return change;
 }
