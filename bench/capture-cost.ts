@@ -41,7 +41,7 @@ end
 $$;
 create trigger capture after insert or update or delete on bench.t_hasura
   for each row execute function bench.capture_hasura();
--- The wake-up check as it was before 000025, for the variant that measures it.
+-- The wake-up check as it was before 000024, for the variant that measures it.
 grant select on workflow.idle_daemons to rulebook_capture;
 insert into core.users (email, name) values ('bench@example.com', 'bench');
 ${['none', 'hasura', 'rulebook']
@@ -70,7 +70,7 @@ interface Variant {
 const DEPTH_GUARD = `case when pg_catalog.textregexeq(pg_catalog.current_setting('rulebook.depth', true), '^[0-9]{1,9}$')`;
 const WAKE_CHECK_START = `  if pg_catalog.pg_sequence_last_value(`;
 const COUNT_CHECK = `pg_catalog.pg_sequence_last_value('workflow.idle_daemons_count'::pg_catalog.regclass) operator(pg_catalog.>) 0`;
-/** The wake-up check before 000025: once per transaction, remembered in a setting. */
+/** The wake-up check before 000024: once per transaction, remembered in a setting. */
 const onceGuarded = (
   check: string,
 ): string => `  if pg_catalog.current_setting('rulebook.wake_checked', true) is null
@@ -102,7 +102,7 @@ function variants(generated: string): Variant[] {
     { name: 'no trigger', table: 'none' },
     { name: 'Hasura-style (b)', table: 'hasura' },
     {
-      name: 'before 000025: EXISTS on idle_daemons, once per transaction',
+      name: 'before 000024: EXISTS on idle_daemons, once per transaction',
       table: 'rulebook',
       body: wake(onceGuarded('exists (select from workflow.idle_daemons)')),
     },
@@ -111,7 +111,7 @@ function variants(generated: string): Variant[] {
       table: 'rulebook',
       body: wake(onceGuarded(COUNT_CHECK)),
     },
-    { name: 'idle count, every row (000025)', table: 'rulebook', body: generated },
+    { name: 'idle count, every row (000024)', table: 'rulebook', body: generated },
     {
       name: 'idle count, every row, a daemon idle (one NOTIFY per transaction)',
       table: 'rulebook',

@@ -34,7 +34,7 @@ async function sleeping(daemonId: string): Promise<number> {
   return Number(row!.n);
 }
 
-/** What writers read to decide whether to NOTIFY (sql/000025_wake_flag.sql). */
+/** What writers read to decide whether to NOTIFY (sql/000024_wake_flag.sql). */
 async function idleCount(): Promise<number> {
   const [row] = await db.query<{ n: string | null }>(
     `select pg_sequence_last_value('workflow.idle_daemons_count') as n`,

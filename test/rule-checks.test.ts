@@ -408,7 +408,7 @@ describe('automation rules', () => {
 
   it('a value the column cannot hold is refused in event rules too, naming the condition and column', async () => {
     // The daemon compares a number only with a number: "abc" against sales.orders.amount (numeric)
-    // could never hold, and was stored without a word before migration 000027.
+    // could never hold, and was stored without a word before migration 000026.
     const cases: { trigger: string; condition: Record<string, unknown>; value: string }[] = [
       { trigger: 'on_create', condition: { operator: 'greater_than', value: 'abc' }, value: '"abc"' },
       { trigger: 'on_update', condition: { operator: 'changed_to', value: '12 EUR' }, value: '"12 EUR"' },

@@ -63,7 +63,7 @@ const STOP_GRACE_MS = 10_000;
 // crash loses only a wake-up, which the poll makes up for. Waiting would cost the loop a flush
 // twice per wake-up, before it can take the next event (each was a third of the flushes when events
 // come one at a time). The setting is local to the statement's own transaction. A trigger on the
-// table keeps the count that writers read (sql/000025_wake_flag.sql); the row names this
+// table keeps the count that writers read (sql/000024_wake_flag.sql); the row names this
 // connection's backend, so that a daemon that dies without AWAKE stops being woken.
 const SLEEPING = {
   name: 'rulebook.sleeping',

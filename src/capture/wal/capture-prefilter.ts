@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { WalMessage } from './pgoutput-decoder.js';
 
-/** The logical decoding message a transaction that changed the rules carries (sql/000026). */
+/** The logical decoding message a transaction that changed the rules carries (sql/000025). */
 export const RULES_PREFIX = 'rulebook.rules';
 
 /** What the capture filters let through for one relation (workflow.wal_capture_prefilter). */
