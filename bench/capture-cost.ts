@@ -11,7 +11,7 @@
  * "Extra" is the variant's CPU minus that of the same writes to a table without a trigger in the
  * same round. Variants run in an order rotated each round; figures are medians over rounds.
  */
-import fs from 'node:fs';
+import { backendCpu } from './support/cpu.js';
 import pg from 'pg';
 import type { BenchContext, BenchSection } from './support/context.js';
 import { markdownTable, median } from './support/report.js';
@@ -129,15 +129,6 @@ function variants(generated: string): Variant[] {
       ),
     },
   ];
-}
-
-/** CPU seconds a backend has run (Linux; NaN elsewhere). */
-function backendCpu(pid: number): number {
-  try {
-    return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {

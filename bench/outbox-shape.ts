@@ -6,7 +6,7 @@
  * order for several rounds. The figure is the CPU time of the writer's backend (/proc/<pid>/schedstat)
  * per captured row: on a shared machine, wall time mostly measures the neighbours.
  */
-import fs from 'node:fs';
+import { backendCpu } from './support/cpu.js';
 import pg from 'pg';
 import type { BenchContext, BenchSection } from './support/context.js';
 import { markdownTable, median } from './support/report.js';
@@ -85,15 +85,6 @@ function variants(generated: string): Variant[] {
       fillTrigger: false,
     },
   ];
-}
-
-/** CPU seconds a backend has run (Linux; NaN elsewhere). */
-function backendCpu(pid: number): number {
-  try {
-    return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 export async function run(ctx: BenchContext): Promise<BenchSection> {

@@ -336,24 +336,29 @@ function parsePort(name: string, value: string | undefined, fallback: number): n
 }
 
 function parsePositiveInt(name: string, value: string | undefined, fallback: number): number {
+  return parseWholeNumber(name, value, fallback, 1, 'of at least 1');
+}
+
+function parseNonNegativeInt(name: string, value: string | undefined, fallback: number): number {
+  return parseWholeNumber(name, value, fallback, 0, 'of 0 or more');
+}
+
+function parseWholeNumber(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  least: number,
+  bound: string,
+): number {
   if (value === undefined || value.trim() === '') return fallback;
   const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) {
-    throw new ConfigError(`${name} must be a whole number of at least 1, got "${value}"`);
+  if (!Number.isInteger(number) || number < least) {
+    throw new ConfigError(`${name} must be a whole number ${bound}, got "${value}"`);
   }
   return number;
 }
 
 /** An optional URL whose scheme is one of `protocols`; credentials are masked in the error. */
-function parseNonNegativeInt(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined || value.trim() === '') return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) {
-    throw new ConfigError(`${name} must be a whole number of 0 or more, got "${value}"`);
-  }
-  return number;
-}
-
 function parseUrl(name: string, value: string | undefined, protocols: readonly string[]): string | undefined {
   const text = value?.trim();
   if (!text) return undefined;

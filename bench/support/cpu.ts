@@ -20,6 +20,18 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
+/**
+ * CPU seconds a backend has run, from /proc/<pid>/schedstat (nanoseconds, which waiting for a CPU
+ * does not inflate); NaN elsewhere than Linux.
+ */
+export function backendCpu(pid: number): number {
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** User + system CPU milliseconds of a process, or undefined if it is gone (or not Linux). */
 export function processCpuMs(pid: number): number | undefined {
   try {

@@ -1,6 +1,7 @@
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
+import { sqlState } from '../../sql-state.js';
 import { appendChanges, type WalChange } from './append-changes.js';
 import { CapturePrefilter, RULES_PREFIX } from './capture-prefilter.js';
 import { CAPTURE_PUBLICATION } from './capture-slot.js';
@@ -272,7 +273,7 @@ export class WalReader {
     try {
       return await this.#prefilter.drops(message);
     } catch (error) {
-      const code = (error as { code?: string }).code;
+      const code = sqlState(error);
       // 42501: this role may not call it; 42883: the database predates it. Then every change goes
       // to the append, as before; anything else (a lost connection) fails the reader as usual.
       if (code !== '42501' && code !== '42883') throw error;
